@@ -1,0 +1,39 @@
+"""The app factory: routes, middleware and error handling in one place."""
+
+from typing import Any
+
+import falcon
+
+from jamey.api import problems
+from jamey.api.health import Detailed
+from jamey.api.health import Liveness
+from jamey.api.health import Root
+from jamey.api.middleware import BodyLimit
+from jamey.api.middleware import RequestContext
+from jamey.api.openapi import OpenApi
+from jamey.api.openapi import build_document
+from jamey.health import HealthChecks
+
+
+def routes(health: HealthChecks) -> dict[str, Any]:
+    """The route table: each path served (but the document) and its resource."""
+    return {
+        '/': Root(),
+        '/health': Liveness(),
+        '/health/detailed': Detailed(health),
+    }
+
+
+def create_app(health: HealthChecks, max_body_bytes: int) -> falcon.App:
+    """Build the WSGI app from the capabilities it adapts; no globals."""
+    app = falcon.App(middleware=[RequestContext(), BodyLimit(max_body_bytes)])
+    app.req_options.strip_url_path_trailing_slash = True
+    table = routes(health)
+    classes = {path: type(resource) for path, resource in table.items()}
+    table['/openapi.json'] = OpenApi(
+        build_document({**classes, '/openapi.json': OpenApi})
+    )
+    for path, resource in table.items():
+        app.add_route(path, resource)
+    problems.install(app)
+    return app

@@ -1,0 +1,82 @@
+"""The OpenAPI 3.1 document, generated from the route table.
+
+Each resource class declares its operations (``spec``) and the schemas they
+reference (``schemas``); a route added to the table is documented, or the
+build fails, so the document cannot drift from what is served.
+"""
+
+import json
+from typing import Any
+from typing import ClassVar
+
+import falcon
+
+from jamey import __version__
+
+PROBLEM_SCHEMA = {
+    'type': 'object',
+    'required': ['type', 'title', 'status', 'detail', 'code'],
+    'properties': {
+        'type': {'type': 'string'},
+        'title': {'type': 'string'},
+        'status': {'type': 'integer', 'minimum': 400, 'maximum': 599},
+        'detail': {'type': 'string'},
+        'code': {'type': 'string', 'pattern': '^[a-z][a-z0-9_]*$'},
+        'request_id': {'type': 'string'},
+    },
+}
+_PROBLEM_RESPONSE = {
+    'description': 'An error, as RFC 9457 problem details',
+    'content': {
+        'application/problem+json': {'schema': {'$ref': '#/components/schemas/Problem'}}
+    },
+}
+
+
+def build_document(routes: dict[str, type]) -> dict[str, Any]:
+    """Assemble paths and components from each resource class's declarations."""
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {'Problem': PROBLEM_SCHEMA}
+    for path, resource in routes.items():
+        spec = resource.spec  # type: ignore[attr-defined]
+        operations = {}
+        for method, operation in spec.items():
+            responses = {**operation['responses'], 'default': _PROBLEM_RESPONSE}
+            operations[method] = {**operation, 'responses': responses}
+        paths[path] = operations
+        schemas.update(resource.schemas)  # type: ignore[attr-defined]
+    return {
+        'openapi': '3.1.0',
+        'info': {
+            'title': 'Jamey',
+            'version': __version__,
+            'description': 'The API of jameyd, the Jamey guardian daemon.',
+        },
+        'paths': paths,
+        'components': {'schemas': schemas},
+    }
+
+
+class OpenApi:
+    """``GET /openapi.json``."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        'get': {
+            'summary': 'This document',
+            'operationId': 'getOpenApi',
+            'responses': {
+                '200': {
+                    'description': 'The OpenAPI 3.1 document',
+                    'content': {'application/json': {'schema': {'type': 'object'}}},
+                }
+            },
+        }
+    }
+    schemas: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.body = json.dumps(document, separators=(',', ':')).encode()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = self.body
+        resp.content_type = falcon.MEDIA_JSON

@@ -1,0 +1,443 @@
+"""Settings: embedded defaults, then a TOML file, then ``JAMEY_<SECTION>_<KEY>``.
+
+Every setting is declared once, below, as a field of a frozen dataclass; the
+loader, the validation, the environment overrides and the documentation check
+of ``etc/jamey.toml`` all read the same declarations. Validation is strict
+because a daemon that guesses what an operator meant is worse than one that
+refuses to start and says why (``jameyd`` exits 78, EX_CONFIG).
+"""
+
+import dataclasses
+import difflib
+import math
+import os
+import stat
+import tomllib
+import typing
+from collections.abc import Callable
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jamey.errors import ConfigError
+from jamey.errors import SecretError
+
+ENV_PREFIX = 'JAMEY_'
+# JAMEY_* variables that are not settings; any other JAMEY_ name must be one.
+NON_SETTING_ENV = frozenset({'JAMEY_CONFIG', 'JAMEY_SOCKET'})
+_TRUE = frozenset({'1', 'true', 'yes', 'on'})
+_FALSE = frozenset({'0', 'false', 'no', 'off'})
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one setting is checked, documented and defaulted."""
+
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    # Reloaded on SIGHUP; the others need a restart.
+    live: bool = False
+    # systemd hands these directories to the unit; they beat the embedded default.
+    systemd_dir: str | None = None
+    systemd_name: str = ''
+    check: Callable[[Any], str | None] | None = None
+
+
+def setting(default: Any, help: str, **option: Any) -> Any:
+    """Declare a setting: its embedded default and how it is validated."""
+    return dataclasses.field(
+        default=default, metadata={'option': Option(help=help, **option)}
+    )
+
+
+def _octal_mode(value: str) -> str | None:
+    """Socket modes are octal strings; others must get nothing (they'd be admin)."""
+    try:
+        mode = int(value, 8)
+    except ValueError:
+        return 'must be an octal file mode such as "0660"'
+    if not 0 <= mode <= 0o777:
+        return 'must be between 0000 and 0777'
+    if mode & 0o007:
+        return 'must not grant access to others (the socket is trusted)'
+    if mode & 384 != 384:
+        return 'must give the owner read and write access'
+    return None
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    state_dir: Path = setting(
+        Path('var/lib'),
+        'Directory of the database and the lock (mode 0700)',
+        systemd_dir='STATE_DIRECTORY',
+    )
+    synchronous: str = setting(
+        'full',
+        'SQLite synchronous level; full survives power loss',
+        choices=('off', 'normal', 'full', 'extra'),
+    )
+    busy_timeout_ms: int = setting(
+        5000, 'How long a writer waits for a lock (ms)', minimum=0, maximum=600_000
+    )
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    socket: Path = setting(
+        Path('var/run/jamey.sock'),
+        'Unix socket of the API and of jameyctl',
+        systemd_dir='RUNTIME_DIRECTORY',
+        systemd_name='jamey.sock',
+    )
+    socket_mode: str = setting(
+        '0660',
+        'File mode of the socket (who can open it is trusted)',
+        check=_octal_mode,
+    )
+    max_body_bytes: int = setting(
+        1_048_576,
+        'Largest request body; larger gets 413',
+        minimum=1024,
+        maximum=64 * 1_048_576,
+    )
+    threads: int = setting(
+        2,
+        'Request worker threads (see docs: more is slower on 2 cores)',
+        minimum=1,
+        maximum=64,
+    )
+    connection_limit: int = setting(
+        64, 'Open connections before new ones wait', minimum=1, maximum=10_000
+    )
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    min_free_mb: int = setting(
+        64,
+        'Free space in state_dir below which health fails (MiB)',
+        minimum=0,
+        maximum=10_000_000,
+        live=True,
+    )
+    max_rss_mb: int = setting(
+        256,
+        'Resident memory above which health is degraded (MiB)',
+        minimum=16,
+        maximum=1_000_000,
+        live=True,
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = setting(
+        'info',
+        'Least severe level logged',
+        choices=('debug', 'info', 'warning', 'error'),
+        live=True,
+    )
+    format: str = setting(
+        'auto',
+        'json, text, or auto (text on a terminal, else json)',
+        choices=('auto', 'json', 'text'),
+    )
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    shutdown_grace_s: float = setting(
+        10.0,
+        'How long in-flight requests may finish after SIGTERM (s)',
+        minimum=0.0,
+        maximum=300.0,
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
+    api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
+    health: HealthSettings = dataclasses.field(default_factory=HealthSettings)
+    log: LogSettings = dataclasses.field(default_factory=LogSettings)
+    daemon: DaemonSettings = dataclasses.field(default_factory=DaemonSettings)
+
+
+@dataclass(frozen=True)
+class Key:
+    """One declared setting, as the loader walks them."""
+
+    section: str
+    name: str
+    kind: type
+    default: Any
+    option: Option
+
+    @property
+    def dotted(self) -> str:
+        return f'{self.section}.{self.name}'
+
+    @property
+    def env(self) -> str:
+        return f'{ENV_PREFIX}{self.section.upper()}_{self.name.upper()}'
+
+
+def keys() -> dict[str, dict[str, Key]]:
+    """Every declared setting, by section and name, in declaration order."""
+    sections: dict[str, dict[str, Key]] = {}
+    for section in dataclasses.fields(Settings):
+        cls = typing.cast(type, section.type)
+        hints = typing.get_type_hints(cls)
+        sections[section.name] = {
+            f.name: Key(
+                section.name, f.name, hints[f.name], f.default, f.metadata['option']
+            )
+            for f in dataclasses.fields(cls)
+        }
+    return sections
+
+
+def config_path(cli_path: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """Which file to read: --config, then JAMEY_CONFIG, then systemd's directory."""
+    if cli_path is not None:
+        return cli_path
+    if environ.get('JAMEY_CONFIG'):
+        return Path(environ['JAMEY_CONFIG'])
+    if environ.get('CONFIGURATION_DIRECTORY'):
+        candidate = Path(_first_dir(environ['CONFIGURATION_DIRECTORY'])) / 'jamey.toml'
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def load(path: Path | None, environ: Mapping[str, str]) -> Settings:
+    """Build validated settings from defaults, the file (if any) and environ.
+
+    Raises:
+        ConfigError: naming every bad key with its value and where it came
+            from, all at once, so an operator fixes the file in one go.
+    """
+    declared = keys()
+    values = {
+        s: {k: _systemd_default(key, environ) for k, key in ks.items()}
+        for s, ks in declared.items()
+    }
+    problems: list[str] = []
+    if path is not None:
+        _apply_file(path, declared, values, problems)
+    _apply_environ(environ, declared, values, problems)
+    if problems:
+        raise ConfigError('\n'.join(problems))
+    return Settings(
+        **{
+            f.name: typing.cast(type, f.type)(**values[f.name])
+            for f in dataclasses.fields(Settings)
+        }
+    )
+
+
+def _first_dir(value: str) -> str:
+    """systemd may pass several directories separated by ':'; ours is the first."""
+    return value.split(':', 1)[0]
+
+
+def _systemd_default(key: Key, environ: Mapping[str, str]) -> Any:
+    directory = key.option.systemd_dir
+    if directory and environ.get(directory):
+        base = Path(_first_dir(environ[directory]))
+        return base / key.option.systemd_name if key.option.systemd_name else base
+    return key.default
+
+
+def _apply_file(
+    path: Path,
+    declared: dict[str, dict[str, Key]],
+    values: dict[str, dict[str, Any]],
+    problems: list[str],
+) -> None:
+    try:
+        with path.open('rb') as f:
+            document = tomllib.load(f)
+    except OSError as exc:
+        problems.append(f'cannot read config file {path}: {exc.strerror}')
+        return
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        problems.append(f'config file {path} is not valid TOML: {exc}')
+        return
+    for section, table in document.items():
+        if section not in declared:
+            problems.append(
+                f'unknown section [{section}] in {path}{_hint(section, declared)}'
+            )
+            continue
+        if not isinstance(table, dict):
+            problems.append(f'{section} in {path} must be a table ([{section}])')
+            continue
+        for name, raw in table.items():
+            key = declared[section].get(name)
+            if key is None:
+                hint = _hint(name, declared[section], prefix=f'{section}.')
+                problems.append(f'unknown key {section}.{name} in {path}{hint}')
+                continue
+            _store(key, raw, _from_toml(key, raw), f'in {path}', values, problems)
+
+
+def _apply_environ(
+    environ: Mapping[str, str],
+    declared: dict[str, dict[str, Key]],
+    values: dict[str, dict[str, Any]],
+    problems: list[str],
+) -> None:
+    by_env = {key.env: key for ks in declared.values() for key in ks.values()}
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name in NON_SETTING_ENV:
+            continue
+        key = by_env.get(name)
+        if key is None:
+            problems.append(f'unknown environment variable {name}{_hint(name, by_env)}')
+            continue
+        raw = environ[name]
+        _store(key, raw, _from_string(key, raw), f'from {name}', values, problems)
+
+
+def _store(
+    key: Key,
+    raw: Any,
+    converted: tuple[Any, str | None],
+    origin: str,
+    values: dict[str, dict[str, Any]],
+    problems: list[str],
+) -> None:
+    value, error = converted
+    if error is None:
+        error = _validate(key, value)
+    if error is not None:
+        problems.append(f'{key.dotted} = {raw!r} ({origin}): {error}')
+        return
+    values[key.section][key.name] = value
+
+
+def _hint(name: str, candidates: Mapping[str, Any], prefix: str = '') -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f'; did you mean {prefix}{close[0]}?' if close else ''
+
+
+def _type_name(kind: type) -> str:
+    return {
+        Path: 'a path string',
+        str: 'a string',
+        int: 'an integer',
+        float: 'a number',
+        bool: 'true or false',
+    }[kind]
+
+
+def _from_toml(key: Key, raw: Any) -> tuple[Any, str | None]:
+    """TOML already has types: accept exactly the declared one (ints as floats)."""
+    kind = key.kind
+    if kind is Path and isinstance(raw, str):
+        return Path(raw), None
+    if kind is float and isinstance(raw, int | float) and not isinstance(raw, bool):
+        return float(raw), None
+    if kind in (str, bool) and type(raw) is kind:
+        return raw, None
+    if kind is int and type(raw) is int:
+        return raw, None
+    return None, f'must be {_type_name(kind)}, not {type(raw).__name__}'
+
+
+def _from_string(key: Key, raw: str) -> tuple[Any, str | None]:
+    """Environment values are strings: parse them as the declared type."""
+    kind = key.kind
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered not in _TRUE | _FALSE:
+                raise ValueError(raw)
+            return lowered in _TRUE, None
+        if kind is Path:
+            return Path(raw), None
+        return kind(raw.strip()) if kind in (int, float) else raw, None
+    except ValueError:
+        return None, f'must be {_type_name(kind)}'
+
+
+def _validate(key: Key, value: Any) -> str | None:
+    option = key.option
+    if isinstance(value, float) and not math.isfinite(value):
+        return 'must be a finite number'
+    if isinstance(value, Path | str) and ('\x00' in str(value) or not str(value)):
+        return 'must be a non-empty string without NUL characters'
+    if option.choices and value not in option.choices:
+        return f'must be one of {", ".join(option.choices)}'
+    if option.minimum is not None and value < option.minimum:
+        return f'must be at least {option.minimum:g}'
+    if option.maximum is not None and value > option.maximum:
+        return f'must be at most {option.maximum:g}'
+    return option.check(value) if option.check else None
+
+
+def merge_live(running: Settings, loaded: Settings) -> tuple[Settings, list[str]]:
+    """What a reload may apply: live keys from ``loaded``, the rest as running.
+
+    Returns the settings now in force and the changed keys that wait for a
+    restart (the state directory cannot move under an open database).
+    """
+    sections: dict[str, Any] = {}
+    restart: list[str] = []
+    for section, ks in keys().items():
+        old, new = getattr(running, section), getattr(loaded, section)
+        live = {}
+        for name, key in ks.items():
+            if getattr(old, name) == getattr(new, name):
+                continue
+            if key.option.live:
+                live[name] = getattr(new, name)
+            else:
+                restart.append(key.dotted)
+        sections[section] = dataclasses.replace(old, **live)
+    return Settings(**sections), restart
+
+
+def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Settings as plain TOML-like data (paths as strings), for display."""
+    return {
+        section: {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+        for section, values in dataclasses.asdict(settings).items()
+    }
+
+
+def read_secret(value: str | Path, environ: Mapping[str, str]) -> bytes:
+    """Read a secret from a file that nobody but its owner can read.
+
+    A bare name (no '/') is a systemd credential in ``$CREDENTIALS_DIRECTORY``.
+    Secrets never come from the config file or the environment themselves:
+    both end up in process listings, logs and backups.
+
+    Raises:
+        SecretError: the file is missing, not a regular file, or readable or
+            writable by group or others (the message says how to fix it).
+    """
+    path = Path(value)
+    credentials = environ.get('CREDENTIALS_DIRECTORY')
+    if credentials and '/' not in str(value):
+        path = Path(credentials) / path
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise SecretError(f'cannot open secret file {path}: {exc.strerror}') from None
+    with os.fdopen(fd, 'rb') as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise SecretError(f'secret {path} is not a regular file')
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o077:
+            raise SecretError(
+                f'secret file {path} has mode {mode:04o}: group or others can'
+                f' access it; run chmod 600 {path}'
+            )
+        return f.read()

@@ -1,0 +1,84 @@
+"""``jameyd``: the daemon's entry point and its exit codes.
+
+Exit codes follow sysexits(3), so systemd's ``RestartPreventExitStatus=``
+can tell a fault a restart may cure from one it cannot:
+0 stopped cleanly, 65 database unusable or migration failed, 70 a bug,
+75 the state directory or socket is in use, 78 configuration error.
+"""
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+from jamey import __version__
+from jamey import config
+from jamey import logs
+from jamey.errors import ConfigError
+from jamey.errors import StateLockedError
+from jamey.errors import StorageError
+
+EX_OK = 0
+EX_DATAERR = 65
+EX_SOFTWARE = 70
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+log = logging.getLogger('jamey.daemon')
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog='jameyd', description='The Jamey guardian daemon.'
+    )
+    parser.add_argument(
+        '--config',
+        type=Path,
+        metavar='FILE',
+        help='settings file (default: $JAMEY_CONFIG, then'
+        ' $CONFIGURATION_DIRECTORY/jamey.toml)',
+    )
+    parser.add_argument('--version', action='version', version=f'jameyd {__version__}')
+    return parser.parse_args(argv)
+
+
+def _absolute(settings: config.Settings) -> config.Settings:
+    """Pin relative paths to the directory jameyd started in."""
+    storage = dataclasses.replace(
+        settings.storage, state_dir=settings.storage.state_dir.absolute()
+    )
+    api = dataclasses.replace(settings.api, socket=settings.api.socket.absolute())
+    return dataclasses.replace(settings, storage=storage, api=api)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    os.umask(0o077)
+    environ = dict(os.environ)
+    config_file = config.config_path(args.config, environ)
+    try:
+        settings = _absolute(config.load(config_file, environ))
+    except ConfigError as exc:
+        print(f'jameyd: configuration error:\n{exc}', file=sys.stderr)
+        return EX_CONFIG
+    logs.configure(settings.log.level, settings.log.format)
+
+    from jamey.daemon.lifecycle import Daemon  # noqa: PLC0415 - after config is sane
+    from jamey.daemon.listener import ListenerError  # noqa: PLC0415
+
+    daemon = Daemon(settings, config_file, environ)
+    try:
+        daemon.start()
+        return daemon.run()
+    except (StateLockedError, ListenerError) as exc:
+        log.error('daemon.start_failed', extra={'error': str(exc)})
+        return EX_TEMPFAIL
+    except StorageError as exc:
+        log.error('daemon.start_failed', extra={'error': str(exc)})
+        return EX_DATAERR
+    except Exception:
+        log.exception('daemon.crashed')
+        return EX_SOFTWARE
+    finally:
+        daemon.close()

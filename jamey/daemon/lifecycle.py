@@ -1,0 +1,195 @@
+"""The daemon's life: start in order, serve, watch itself, reload, stop cleanly.
+
+Start: lock the state directory, open and migrate the database, build the
+app, listen, then ``READY=1``. One main loop turns the listener and, when
+systemd asks for a watchdog, pings it at half the interval, only while the
+critical health checks pass. SIGHUP reloads what can change live; SIGTERM
+and SIGINT stop accepting, let requests in flight finish within the grace
+period, close storage and remove the socket.
+"""
+
+import logging
+import signal
+import time
+from collections.abc import Callable
+from collections.abc import Mapping
+from pathlib import Path
+
+from jamey import __version__
+from jamey import config
+from jamey import logs
+from jamey.api import create_app
+from jamey.daemon.listener import UnixListener
+from jamey.daemon.systemd import Notifier
+from jamey.daemon.systemd import watchdog_interval
+from jamey.errors import ConfigError
+from jamey.health import FAILING
+from jamey.health import HealthChecks
+from jamey.health import Thresholds
+from jamey.storage import DATABASE_NAME
+from jamey.storage import Database
+from jamey.storage import StateLock
+from jamey.storage import private_directory
+
+log = logging.getLogger('jamey.daemon')
+# With no watchdog, the loop still wakes now and then so waitress can close
+# idle connections; rarely, because low-power devices sleep between events.
+IDLE_WAKE_S = 60.0
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _thresholds(settings: config.Settings) -> Thresholds:
+    return Thresholds(settings.health.min_free_mb, settings.health.max_rss_mb)
+
+
+class Daemon:
+    """One running jameyd; ``start`` then ``run`` (which returns the exit code)."""
+
+    def __init__(
+        self,
+        settings: config.Settings,
+        config_file: Path | None,
+        environ: Mapping[str, str],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.config_file = config_file
+        self.environ = environ
+        self.notifier = Notifier(environ)
+        self.watchdog_s = watchdog_interval(environ)
+        self._clock = clock
+        self._signals: list[int] = []
+        self._last_status = ''
+        self._lock: StateLock | None = None
+        self._db: Database | None = None
+        self._listener: UnixListener | None = None
+
+    def start(self) -> None:
+        """Bring every part up in dependency order, then tell systemd.
+
+        Raises:
+            StorageError: the state directory is locked, or the database
+                cannot be opened or migrated.
+            ListenerError: the socket cannot be served.
+        """
+        storage = self.settings.storage
+        state_dir = private_directory(storage.state_dir)
+        self._lock = StateLock(state_dir)
+        self._db = Database(
+            state_dir / DATABASE_NAME, storage.synchronous, storage.busy_timeout_ms
+        )
+        before, after = self._db.migrate()
+        if before != after:
+            log.info(
+                'storage.migrated', extra={'from_version': before, 'to_version': after}
+            )
+        self.health = HealthChecks(
+            self._db, state_dir, _thresholds(self.settings), clock=self._clock
+        )
+        api = self.settings.api
+        app = create_app(self.health, api.max_body_bytes)
+        self._listener = UnixListener(
+            app,
+            api.socket,
+            api.socket_mode,
+            api.threads,
+            api.max_body_bytes,
+            api.connection_limit,
+        )
+        signal.set_wakeup_fd(self._listener.wakeup_fd(), warn_on_full_buffer=False)
+        for signum in (*_STOP_SIGNALS, signal.SIGHUP):
+            signal.signal(signum, self._on_signal)
+        log.info(
+            'daemon.ready',
+            extra={
+                'version': __version__,
+                'socket': str(api.socket),
+                'state_dir': str(state_dir),
+                'watchdog_s': self.watchdog_s,
+            },
+        )
+        self.notifier.notify('READY=1', self._status_line('ok'))
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        # Only note it: the main loop acts, outside any half-done I/O.
+        self._signals.append(signum)
+
+    def _status_line(self, health: str) -> str:
+        self._last_status = health
+        return f'STATUS=serving on {self.settings.api.socket}; health {health}'
+
+    def run(self) -> int:
+        """The main loop; returns the exit code once a stop signal arrived."""
+        assert self._listener is not None, 'start() first'
+        next_ping = self._clock()
+        while True:
+            timeout = IDLE_WAKE_S
+            if self.watchdog_s is not None:
+                timeout = max(0.0, next_ping - self._clock())
+            self._listener.serve_once(timeout)
+            while self._signals:
+                signum = self._signals.pop(0)
+                if signum in _STOP_SIGNALS:
+                    return self.stop(signal.Signals(signum).name)
+                self.reload()
+            if self.watchdog_s is not None and self._clock() >= next_ping:
+                self._watchdog_tick()
+                next_ping = self._clock() + self.watchdog_s / 2
+
+    def _watchdog_tick(self) -> None:
+        report = self.health.run()
+        if report.status != FAILING:
+            self.notifier.notify('WATCHDOG=1')
+        if report.status != self._last_status:
+            level = logging.ERROR if report.status == FAILING else logging.INFO
+            log.log(
+                level,
+                'health.changed',
+                extra={'status': report.status, 'failing': report.failing},
+            )
+            self.notifier.notify(self._status_line(report.status))
+
+    def reload(self) -> None:
+        """Re-read the config file and apply what can change while running."""
+        self.notifier.reloading()
+        try:
+            loaded = config.load(self.config_file, self.environ)
+        except ConfigError as exc:
+            log.error('config.reload_failed', extra={'error': str(exc)})
+        else:
+            self.settings, restart = config.merge_live(self.settings, loaded)
+            logs.set_level(self.settings.log.level)
+            self.health.thresholds = _thresholds(self.settings)
+            log.info('config.reloaded', extra={'restart_needed': restart})
+        self.notifier.notify('READY=1', self._status_line(self._last_status))
+
+    def stop(self, reason: str = 'stop') -> int:
+        """Stop accepting, finish what is in flight, release everything; exit 0."""
+        self.notifier.notify('STOPPING=1')
+        log.info('daemon.stopping', extra={'reason': reason})
+        finished = True
+        if self._listener is not None:
+            self._listener.stop_accepting()
+            finished = self._listener.drain(self.settings.daemon.shutdown_grace_s)
+            signal.set_wakeup_fd(-1)
+        if not finished:
+            log.warning(
+                'daemon.grace_expired',
+                extra={'grace_s': self.settings.daemon.shutdown_grace_s},
+            )
+        self.close()
+        log.info('daemon.stopped')
+        return 0
+
+    def close(self) -> None:
+        """Release storage and the lock (also after a failed start)."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        self.notifier.close()

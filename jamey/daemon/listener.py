@@ -1,0 +1,163 @@
+"""The Unix socket listener: waitress, driven from the daemon's main loop.
+
+waitress normally owns a thread's loop; here the daemon turns the crank
+(``serve_once``), so the watchdog ping comes from the same loop that accepts
+connections, and a wedged loop stops the pings. Signals wake the loop through
+``signal.set_wakeup_fd``, and shutdown can stop accepting while requests in
+flight (even half-received ones from slow clients) finish.
+"""
+
+import contextlib
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import waitress
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
+
+from jamey.api.problems import PROBLEM_JSON
+from jamey.api.problems import problem_body
+
+
+class ListenerError(Exception):
+    """The socket cannot be served (in use, or its directory is unusable)."""
+
+
+class _ProblemErrorTask(ErrorTask):
+    """waitress's own errors (oversized or malformed requests) as problem+json."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        body = problem_body(error.code, error.body, None)
+        self.status = f'{error.code} {error.reason}'
+        self.response_headers.append(('Content-Type', PROBLEM_JSON))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class _ProblemChannel(HTTPChannel):
+    error_task_class = _ProblemErrorTask
+
+
+class _Wakeup(wasyncore.dispatcher):
+    """The read end of the signal wake-up pair, so a signal ends a poll."""
+
+    def __init__(self, sock: socket.socket, socket_map: dict[int, Any]) -> None:
+        super().__init__(sock, map=socket_map)
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return False
+
+    def handle_read(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            self.recv(512)
+
+
+def _refuse_if_served(path: Path) -> None:
+    """waitress unlinks a stale socket; a live one belongs to someone else."""
+    if not path.exists():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError:
+        return
+    finally:
+        probe.close()
+    raise ListenerError(f'socket {path} is in use by another process')
+
+
+class UnixListener:
+    """Serves a WSGI app on a Unix socket with a fixed pool of worker threads."""
+
+    def __init__(
+        self,
+        app: Any,
+        path: Path,
+        mode: str,
+        threads: int,
+        max_body_bytes: int,
+        connection_limit: int,
+    ) -> None:
+        self.path = path
+        try:
+            if not path.parent.is_dir():
+                # Group members may reach the socket (mode 0660) through it.
+                path.parent.mkdir(parents=True)
+                path.parent.chmod(0o750)
+        except OSError as exc:
+            raise ListenerError(
+                f'cannot create {path.parent}: {exc.strerror}'
+            ) from None
+        _refuse_if_served(path)
+        self._map: dict[int, Any] = {}
+        try:
+            self.server = waitress.create_server(
+                app,
+                map=self._map,
+                unix_socket=str(path),
+                unix_socket_perms=mode[-3:],
+                threads=threads,
+                connection_limit=connection_limit,
+                max_request_body_size=max_body_bytes,
+                asyncore_use_poll=True,
+                ident='',
+            )
+        except OSError as exc:
+            raise ListenerError(f'cannot listen on {path}: {exc.strerror}') from None
+        self.server.channel_class = _ProblemChannel
+        self._accepting = True
+        reader, self._wakeup_writer = socket.socketpair()
+        reader.setblocking(False)
+        self._wakeup_writer.setblocking(False)
+        _Wakeup(reader, self._map)
+
+    def wakeup_fd(self) -> int:
+        """The fd to hand to ``signal.set_wakeup_fd``."""
+        return self._wakeup_writer.fileno()
+
+    def serve_once(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for I/O and handle what arrived."""
+        wasyncore.loop(timeout=timeout, map=self._map, use_poll=True, count=1)
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket and remove its file: new clients fail fast."""
+        if not self._accepting:
+            return
+        self._accepting = False
+        self.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def busy(self) -> bool:
+        """Whether any connection has a request being received, served or sent."""
+        return any(
+            ch.request is not None or ch.requests or ch.total_outbufs_len
+            for ch in list(self._map.values())
+            if isinstance(ch, HTTPChannel)
+        )
+
+    def drain(self, grace_s: float) -> bool:
+        """Keep serving open requests for up to ``grace_s``; True if all finished."""
+        deadline = time.monotonic() + grace_s
+        while self.busy():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.serve_once(min(0.05, remaining))
+        return True
+
+    def close(self) -> None:
+        """Close every connection and stop the worker threads."""
+        self.stop_accepting()
+        for dispatcher in list(self._map.values()):
+            dispatcher.close()
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
+        self._wakeup_writer.close()

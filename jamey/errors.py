@@ -1,0 +1,29 @@
+"""Exceptions shared by every part of Jamey, defined once.
+
+The Rust extension raises these same classes (it imports them), so callers
+catch one hierarchy whichever side of the boundary failed.
+"""
+
+
+class JameyError(Exception):
+    """Base of every error Jamey raises on purpose."""
+
+
+class ConfigError(JameyError):
+    """The configuration is invalid; the message names the key and the value."""
+
+
+class SecretError(ConfigError):
+    """A secret file is missing, unreadable or readable by others."""
+
+
+class StorageError(JameyError):
+    """The database cannot be opened or used."""
+
+
+class MigrationError(StorageError):
+    """A schema migration failed; the database stays at its previous version."""
+
+
+class StateLockedError(StorageError):
+    """Another jameyd holds the state directory."""

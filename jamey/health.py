@@ -1,0 +1,125 @@
+"""Health checks: what the watchdog, ``/health/detailed`` and operators share.
+
+A *critical* check failing means the daemon cannot do its job (the database
+does not answer, the disk is full); the watchdog then stops pinging so systemd
+restarts it, and ``/health/detailed`` answers 503. A *degraded* check is worth
+an operator's look but not a restart.
+"""
+
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+from jamey import __version__
+from jamey.storage import Database
+
+OK = 'ok'
+DEGRADED = 'degraded'
+FAILING = 'failing'
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str
+    critical: bool
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    status: str
+    checks: list[Check]
+
+    @property
+    def failing(self) -> list[str]:
+        return [c.name for c in self.checks if c.status == FAILING]
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_free_mb: int
+    max_rss_mb: int
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process, from /proc (no psutil for one number)."""
+    with open('/proc/self/status', 'rb') as f:
+        for line in f:
+            if line.startswith(b'VmRSS:'):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class HealthChecks:
+    """Runs the checks; thresholds can be replaced live (SIGHUP)."""
+
+    def __init__(
+        self,
+        db: Database,
+        state_dir: Path,
+        thresholds: Thresholds,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.state_dir = state_dir
+        self.thresholds = thresholds
+        self._clock = clock
+        self.started = clock()
+
+    def uptime_s(self) -> float:
+        return self._clock() - self.started
+
+    def run(self) -> Report:
+        checks = [self._database(), self._disk(), self._memory(), self._versions()]
+        if any(c.critical and c.status == FAILING for c in checks):
+            status = FAILING
+        elif any(c.status != OK for c in checks):
+            status = DEGRADED
+        else:
+            status = OK
+        return Report(status, checks)
+
+    def _database(self) -> Check:
+        start = time.perf_counter()
+        try:
+            row = (
+                self.db.connection()
+                .execute("SELECT value FROM meta WHERE key = 'instance_id'")
+                .get
+            )
+        except Exception as exc:
+            return Check('database', FAILING, True, {'error': type(exc).__name__})
+        latency_ms = round((time.perf_counter() - start) * 1000, 3)
+        status = OK if row else FAILING
+        return Check('database', status, True, {'latency_ms': latency_ms})
+
+    def _disk(self) -> Check:
+        try:
+            free = shutil.disk_usage(self.state_dir).free
+        except OSError as exc:
+            return Check('disk', FAILING, True, {'error': exc.strerror})
+        threshold = self.thresholds.min_free_mb * MIB
+        status = OK if free >= threshold else FAILING
+        return Check(
+            'disk', status, True, {'free_bytes': free, 'threshold_bytes': threshold}
+        )
+
+    def _memory(self) -> Check:
+        rss = rss_bytes()
+        limit = self.thresholds.max_rss_mb * MIB
+        status = OK if rss <= limit else DEGRADED
+        return Check('memory', status, False, {'rss_bytes': rss, 'limit_bytes': limit})
+
+    def _versions(self) -> Check:
+        # Imported here: start-up does not need the extension yet.
+        from jamey import _core  # noqa: PLC0415
+
+        core = _core.version()
+        status = OK if core == __version__ else DEGRADED
+        return Check('version', status, False, {'package': __version__, 'core': core})

@@ -1,0 +1,96 @@
+"""Logging: one JSON object per line on stderr, or readable text on a terminal.
+
+Call sites log an event name and fields (``log.info('db.migrated', extra=
+{'version': 3})``); the request id of the request being served is added to
+every line by the formatter, so a problem reported to a user (who sees only
+the id) can be found in the journal.
+"""
+
+import contextvars
+import json
+import logging
+import sys
+import time
+from typing import IO
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    'request_id', default=None
+)
+
+# Attributes every LogRecord has; anything else came in through ``extra``.
+_STANDARD = frozenset(vars(logging.LogRecord('', 0, '', 0, '', None, None))) | {
+    'message',
+    'asctime',
+    'taskName',
+}
+LEVELS = {
+    'debug': logging.DEBUG,
+    'info': logging.INFO,
+    'warning': logging.WARNING,
+    'error': logging.ERROR,
+}
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    fields: dict[str, object] = {
+        k: v for k, v in vars(record).items() if k not in _STANDARD
+    }
+    rid = request_id.get()
+    if rid is not None:
+        fields.setdefault('request_id', rid)
+    if record.exc_info and record.exc_info[0] is not None:
+        fields['exception'] = record.exc_info[0].__name__
+    return fields
+
+
+def _timestamp(record: logging.LogRecord) -> str:
+    seconds = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created))
+    return f'{seconds}.{int(record.msecs):03d}Z'
+
+
+class JsonFormatter(logging.Formatter):
+    """Lines for the journal and log shippers.
+
+    Stack traces are kept out of the line on purpose (they leak paths and
+    values); the exception's class name is kept, and debug level logs the
+    trace as a separate field.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            'time': _timestamp(record),
+            'level': record.levelname.lower(),
+            'event': record.getMessage(),
+            'logger': record.name,
+        }
+        line.update(_fields(record))
+        if record.exc_info and record.levelno <= logging.DEBUG:
+            line['trace'] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """Lines for a person at a terminal."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        fields = ' '.join(f'{k}={v}' for k, v in _fields(record).items())
+        return (
+            f'{_timestamp(record)} {record.levelname.lower():7} '
+            f'{record.getMessage()} {fields}'
+        ).rstrip()
+
+
+def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:
+    """Route every logger (ours, waitress's, apsw's) to one handler on stderr."""
+    stream = stream or sys.stderr
+    if fmt == 'auto':
+        fmt = 'text' if stream.isatty() else 'json'
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter() if fmt == 'json' else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    set_level(level)
+
+
+def set_level(level: str) -> None:
+    logging.getLogger().setLevel(LEVELS[level])

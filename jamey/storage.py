@@ -1,0 +1,176 @@
+"""SQLite through apsw: the one source of truth of the daemon's state.
+
+Edge devices lose power without warning, so the database runs in WAL mode with
+``synchronous=FULL`` by default, and every schema change is a numbered SQL
+file applied in its own transaction: a failed migration leaves the previous
+version intact, and ``PRAGMA user_version`` says which one that is.
+"""
+
+import fcntl
+import importlib.resources
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import apsw
+
+from jamey.errors import MigrationError
+from jamey.errors import StateLockedError
+from jamey.errors import StorageError
+
+DATABASE_NAME = 'jamey.db'
+LOCK_NAME = 'jamey.lock'
+_MIGRATION_NAME = re.compile(r'^(\d{4})_([a-z0-9_]+)\.sql$')
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def bundled_migrations() -> list[Migration]:
+    """The migrations shipped in ``jamey/migrations``, checked to be 1..N."""
+    folder = importlib.resources.files('jamey') / 'migrations'
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION_NAME.match(entry.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], entry.read_text('utf-8')))
+    found.sort(key=lambda m: m.version)
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise StorageError('bundled migrations are not numbered 0001..N without gaps')
+    return found
+
+
+def private_directory(path: Path) -> Path:
+    """Create (or tighten) a directory only its owner can enter."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_mode & 0o077:
+        path.chmod(0o700)
+    return path
+
+
+class StateLock:
+    """An exclusive lock on a state directory, held for the daemon's lifetime.
+
+    Two daemons writing one database through separate journals and indexes
+    would corrupt derived state; the kernel drops a flock when its holder
+    dies, so a crash never leaves a stale lock behind.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_NAME
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode('ascii', 'replace').strip() or '?'
+            os.close(fd)
+            raise StateLockedError(
+                f'state directory {state_dir} is in use by jameyd pid {holder}'
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f'{os.getpid()}\n'.encode(), 0)
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class Database:
+    """The state database, with one apsw connection per thread.
+
+    waitress workers and the daemon's main loop each get their own
+    connection on first use; ``close`` closes them all at shutdown.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        synchronous: str = 'full',
+        busy_timeout_ms: int = 5000,
+    ) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[apsw.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
+
+    def connection(self) -> apsw.Connection:
+        """The calling thread's connection, opened and configured on first use."""
+        conn = getattr(self._local, 'conn', None)
+        if conn is None or self._closed:
+            conn = self._open()
+            self._local.conn = conn
+        return conn
+
+    def _open(self) -> apsw.Connection:
+        with self._lock:
+            if self._closed:
+                raise StorageError('the database is closed')
+            try:
+                conn = apsw.Connection(
+                    str(self.path),
+                    flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE,
+                )
+                conn.setbusytimeout(self._busy_timeout_ms)
+                conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+                conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+                conn.execute('PRAGMA journal_mode = WAL')
+                conn.execute(f'PRAGMA synchronous = {self._synchronous.upper()}')
+                conn.execute('PRAGMA foreign_keys = ON')
+            except apsw.Error as exc:
+                raise StorageError(f'cannot open database {self.path}: {exc}') from exc
+            self._all.append(conn)
+            return conn
+
+    def version(self) -> int:
+        return int(self.connection().execute('PRAGMA user_version').get)
+
+    def migrate(self, migrations: list[Migration] | None = None) -> tuple[int, int]:
+        """Bring the schema up to date; return (version before, version after).
+
+        Raises:
+            MigrationError: a migration failed (the database stays at the
+                version before it) or the database is newer than this code.
+        """
+        migrations = bundled_migrations() if migrations is None else migrations
+        conn = self.connection()
+        before = self.version()
+        latest = migrations[-1].version if migrations else 0
+        if before > latest:
+            raise MigrationError(
+                f'database {self.path} is at schema version {before}, newer than'
+                f' this jameyd knows ({latest}); install the newer version'
+            )
+        for migration in migrations[before:]:
+            try:
+                with conn:
+                    conn.execute(migration.sql)
+                    conn.execute(f'PRAGMA user_version = {migration.version}')
+            except apsw.Error as exc:
+                raise MigrationError(
+                    f'migration {migration.version:04d}_{migration.name} failed:'
+                    f' {exc}; database {self.path} left at schema version'
+                    f' {self.version()}'
+                ) from exc
+        return before, self.version()
+
+    def close(self) -> None:
+        """Close every thread's connection; later use raises StorageError."""
+        with self._lock:
+            self._closed = True
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
