@@ -132,7 +132,9 @@ class UnixListener:
         if not self._accepting:
             return
         self._accepting = False
-        self.server.close()
+        # Only the listening socket: BaseWSGIServer.close() would also close
+        # the trigger that worker threads still pull when they finish.
+        wasyncore.dispatcher.close(self.server)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
 
@@ -157,7 +159,7 @@ class UnixListener:
     def close(self) -> None:
         """Close every connection and stop the worker threads."""
         self.stop_accepting()
+        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
         for dispatcher in list(self._map.values()):
             dispatcher.close()
-        self.server.task_dispatcher.shutdown(cancel_pending=True, timeout=1)
         self._wakeup_writer.close()

@@ -1,0 +1,177 @@
+"""``jameyctl``: drive jameyd over its Unix socket.
+
+Exit codes are a contract for scripts: 0 ok, 1 refused or unhealthy (the
+daemon said no), 2 usage, 69 daemon unreachable, 78 invalid configuration
+(``config check``).
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jamey import __version__
+from jamey import config
+from jamey.cli.client import Client
+from jamey.cli.client import DaemonUnreachableError
+from jamey.cli.client import Reply
+from jamey.errors import ConfigError
+
+EX_OK = 0
+EX_REFUSED = 1
+EX_UNAVAILABLE = 69
+EX_CONFIG = 78
+DEV_SOCKET = Path('var/run/jamey.sock')
+SYSTEM_SOCKET = Path('/run/jamey/jamey.sock')
+
+
+def default_socket(environ: Mapping[str, str]) -> Path:
+    """JAMEY_SOCKET, JAMEY_API_SOCKET, a development tree's (./var/run), systemd's."""
+    for name in ('JAMEY_SOCKET', 'JAMEY_API_SOCKET'):
+        if environ.get(name):
+            return Path(environ[name])
+    return DEV_SOCKET if DEV_SOCKET.parent.is_dir() else SYSTEM_SOCKET
+
+
+def _emit(args: argparse.Namespace, document: Any, human: str) -> None:
+    print(json.dumps(document, indent=2) if args.json else human)
+
+
+def _refused(args: argparse.Namespace, reply: Reply) -> int:
+    document = reply.document if isinstance(reply.document, dict) else {}
+    if args.json:
+        print(json.dumps(document, indent=2))
+    detail = document.get('detail') or document.get('title') or f'HTTP {reply.status}'
+    print(f'jameyctl: refused: {detail}', file=sys.stderr)
+    return EX_REFUSED
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f'{days}d'] * bool(days) + [f'{hours}h'] * bool(hours or days)
+    return ' '.join([*parts, f'{minutes}m', f'{secs}s'])
+
+
+def cmd_status(args: argparse.Namespace, client: Client) -> int:
+    reply = client.request('GET', '/health/detailed')
+    doc = reply.document
+    if not isinstance(doc, dict) or 'checks' not in doc:
+        return _refused(args, reply)
+    failing = [n for n, c in doc['checks'].items() if c['status'] != 'ok']
+    human = (
+        f'jameyd {doc["version"]} at {client.path}: {doc["status"]}'
+        f' (up {_duration(doc["uptime_s"])})'
+        + (f'; not ok: {", ".join(failing)}' if failing else '')
+    )
+    _emit(args, doc, human)
+    return EX_OK if reply.status == 200 else EX_REFUSED
+
+
+def cmd_health(args: argparse.Namespace, client: Client) -> int:
+    reply = client.request('GET', '/health/detailed')
+    doc = reply.document
+    if not isinstance(doc, dict) or 'checks' not in doc:
+        return _refused(args, reply)
+    lines = [f'{doc["status"]}']
+    for name, check in doc['checks'].items():
+        facts = ', '.join(
+            f'{k}={v}' for k, v in check.items() if k not in ('status', 'critical')
+        )
+        mark = ' (critical)' if check['critical'] else ''
+        lines.append(f'  {name:10} {check["status"]:9}{mark} {facts}'.rstrip())
+    _emit(args, doc, '\n'.join(lines))
+    return EX_OK if reply.status == 200 else EX_REFUSED
+
+
+def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    path = config.config_path(args.config, environ)
+    try:
+        settings = config.load(path, environ)
+    except ConfigError as exc:
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        'valid': False,
+                        'file': str(path) if path else None,
+                        'errors': str(exc).splitlines(),
+                    },
+                    indent=2,
+                )
+            )
+        print(f'jameyctl: invalid configuration:\n{exc}', file=sys.stderr)
+        return EX_CONFIG
+    values = config.as_dict(settings)
+    source = str(path) if path else 'embedded defaults'
+    human = [f'{source}: valid']
+    for section, keys in values.items():
+        human.append(f'[{section}]')
+        human += [f'{k} = {json.dumps(v)}' for k, v in keys.items()]
+    _emit(
+        args,
+        {'valid': True, 'file': str(path) if path else None, 'settings': values},
+        '\n'.join(human),
+    )
+    return EX_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='jameyctl', description='Drive jameyd.')
+    parser.add_argument(
+        '--socket',
+        type=Path,
+        metavar='PATH',
+        help='socket of jameyd (default: $JAMEY_SOCKET, then'
+        f' ./{DEV_SOCKET} in a development tree, then {SYSTEM_SOCKET})',
+    )
+    parser.add_argument('--json', action='store_true', help='output for scripts')
+    parser.add_argument('--timeout', type=float, default=10.0, metavar='SECONDS')
+    parser.add_argument(
+        '--version', action='version', version=f'jameyctl {__version__}'
+    )
+    commands = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
+    commands.add_parser('status', help='is the daemon up, and how is it').set_defaults(
+        run=cmd_status
+    )
+    commands.add_parser('health', help='every health check').set_defaults(
+        run=cmd_health
+    )
+    config_cmd = commands.add_parser('config', help='the settings file')
+    config_sub = config_cmd.add_subparsers(
+        dest='action', required=True, metavar='ACTION'
+    )
+    check = config_sub.add_parser('check', help='validate settings without the daemon')
+    check.add_argument(
+        '--config',
+        type=Path,
+        metavar='FILE',
+        help='file to check (default: as jameyd would find it)',
+    )
+    check.set_defaults(offline=cmd_config_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    environ = os.environ
+    offline: Callable[[argparse.Namespace, Mapping[str, str]], int] | None = getattr(
+        args, 'offline', None
+    )
+    if offline is not None:
+        return offline(args, environ)
+    client = Client(args.socket or default_socket(environ), timeout=args.timeout)
+    try:
+        return int(args.run(args, client))
+    except DaemonUnreachableError as exc:
+        print(f'jameyctl: {exc}', file=sys.stderr)
+        return EX_UNAVAILABLE
+    except BrokenPipeError:
+        # Output piped into `head` and the like: the reader has what it wanted.
+        sys.stderr.close()
+        return EX_OK

@@ -1,0 +1,227 @@
+"""Shared fixtures: real jameyd processes, a real NOTIFY_SOCKET, real sockets."""
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def short_dir() -> Path:
+    """A temporary directory with a short path: AF_UNIX paths are <= 107 bytes."""
+    return Path(tempfile.mkdtemp(prefix='jamey-'))
+
+
+@pytest.fixture
+def sdir() -> Iterator[Path]:
+    path = short_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class NotifySocket:
+    """What systemd listens on: collects sd_notify datagrams with arrival times."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.messages: list[tuple[float, dict[str, str]]] = []
+
+    def _receive(self, timeout: float) -> bool:
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            data = self.sock.recv(4096)
+        except TimeoutError:
+            return False
+        fields = dict(line.split('=', 1) for line in data.decode().splitlines() if line)
+        self.messages.append((time.monotonic(), fields))
+        return True
+
+    def wait_for(
+        self, key: str, value: str | None = None, timeout: float = 20.0, after: int = 0
+    ) -> dict[str, str]:
+        """The first message from index ``after`` on that sets ``key`` (to ``value``)."""
+        deadline = time.monotonic() + timeout
+        index = after
+        while True:
+            while index < len(self.messages):
+                fields = self.messages[index][1]
+                index += 1
+                if key in fields and (value is None or fields[key] == value):
+                    return fields
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(
+                    f'no {key}={value} within {timeout}s: {self.messages}'
+                )
+            self._receive(remaining)
+
+    def collect(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self._receive(remaining)
+
+    def times_of(self, key: str, since: float = 0.0) -> list[float]:
+        return [t for t, f in self.messages if key in f and t >= since]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    """An HTTP connection over a Unix socket, for tests."""
+
+    def __init__(self, path: Path, timeout: float = 10.0) -> None:
+        super().__init__('localhost', timeout=timeout)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self.socket_path))
+
+
+def request(
+    path: Path,
+    method: str,
+    target: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    conn = UnixHTTP(path)
+    try:
+        conn.request(method, target, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        data = resp.read()
+        document = json.loads(data) if data else None
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, document
+    finally:
+        conn.close()
+
+
+class Jameyd:
+    """A real jameyd process on a temporary state directory."""
+
+    def __init__(
+        self,
+        root: Path,
+        env: dict[str, str] | None = None,
+        args: list[str] | None = None,
+        notify: bool = True,
+    ) -> None:
+        self.root = root
+        self.state_dir = root / 'state'
+        self.socket = root / 'run' / 'jamey.sock'
+        self.log_path = root / f'jameyd-{time.monotonic_ns()}.log'
+        self.notify = (
+            NotifySocket(root / f'notify-{time.monotonic_ns()}') if notify else None
+        )
+        self.env = {
+            'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
+            'HOME': str(root),
+            'JAMEY_STORAGE_STATE_DIR': str(self.state_dir),
+            'JAMEY_API_SOCKET': str(self.socket),
+            'JAMEY_LOG_FORMAT': 'json',
+            'JAMEY_STORAGE_SYNCHRONOUS': 'normal',
+            **(env or {}),
+        }
+        if self.notify is not None:
+            self.env['NOTIFY_SOCKET'] = str(self.notify.path)
+        self.args = args or []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_ready: bool = True) -> 'Jameyd':
+        with self.log_path.open('ab') as log:
+            self.proc = subprocess.Popen(
+                [str(BIN / 'jameyd'), *self.args],
+                env=self.env,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        if wait_ready:
+            assert self.notify is not None
+            self.notify.wait_for('READY', '1')
+        return self
+
+    def wait(self, timeout: float = 30.0) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def get(self, target: str, **kw: Any) -> tuple[int, dict[str, str], Any]:
+        return request(self.socket, 'GET', target, **kw)
+
+    def log_lines(self) -> list[dict[str, Any]]:
+        lines = []
+        for raw in self.log_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                lines.append(json.loads(raw))
+        return lines
+
+    def log_text(self) -> str:
+        return self.log_path.read_text()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.notify is not None:
+            self.notify.close()
+
+
+@pytest.fixture
+def make_jameyd(sdir: Path) -> Iterator[Any]:
+    """Factory of real daemons; every one is stopped after the test."""
+    started: list[Jameyd] = []
+
+    def make(**kw: Any) -> Jameyd:
+        daemon = Jameyd(sdir, **kw)
+        started.append(daemon)
+        return daemon
+
+    yield make
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture
+def jameyd(make_jameyd: Any) -> Jameyd:
+    return make_jameyd().start()
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed jameyctl as an operator would."""
+    return subprocess.run(
+        [str(BIN / 'jameyctl'), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={'PATH': os.environ.get('PATH', ''), **(env or {})},
+        cwd=cwd,
+        check=False,
+    )

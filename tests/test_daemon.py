@@ -1,0 +1,334 @@
+"""jameyd as systemd runs it: readiness, signals, watchdog, reload, shutdown."""
+
+import json
+import signal
+import socket
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Jameyd
+
+HUGE_DISK_MB = 10_000_000  # 10 TB free: no test machine has it
+
+
+def test_ready_then_serves_over_the_socket(jameyd: Jameyd) -> None:
+    assert jameyd.notify is not None
+    ready = jameyd.notify.wait_for('READY', '1')
+    assert 'serving on' in ready['STATUS']
+    status, headers, body = jameyd.get('/')
+    assert status == 200
+    assert body['name'] == 'jamey'
+    assert headers['x-request-id']
+    assert 'server' not in headers  # no server banner
+    status, _, body = jameyd.get('/health/detailed')
+    assert status == 200
+    assert body['checks']['database']['status'] == 'ok'
+    assert body['checks']['version']['status'] == 'ok'
+
+
+def test_state_files_are_private(jameyd: Jameyd) -> None:
+    assert jameyd.state_dir.stat().st_mode & 0o777 == 0o700
+    assert (jameyd.state_dir / 'jamey.db').stat().st_mode & 0o777 == 0o600
+    assert jameyd.socket.stat().st_mode & 0o777 == 0o660
+
+
+def test_sigterm_lets_a_slow_request_finish(make_jameyd: Any) -> None:
+    daemon = make_jameyd().start()
+    assert daemon.notify is not None
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(10)
+    client.connect(str(daemon.socket))
+    # A slow client: headers and half of the body now, the rest after SIGTERM.
+    client.sendall(
+        b'GET /health HTTP/1.1\r\nHost: jamey\r\nContent-Length: 10\r\n\r\n12345'
+    )
+    time.sleep(0.3)
+    daemon.signal(signal.SIGTERM)
+    daemon.notify.wait_for('STOPPING', '1')
+    time.sleep(0.2)
+    assert not daemon.socket.exists(), 'the socket must stop accepting at once'
+    client.sendall(b'67890')
+    reply = b''
+    while b'"ok"' not in reply:
+        chunk = client.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    client.close()
+    assert reply.startswith(b'HTTP/1.1 200 OK'), reply
+    assert daemon.wait() == 0
+    assert not daemon.socket.exists()
+    events = [line['event'] for line in daemon.log_lines()]
+    assert events[-2:] == ['daemon.stopping', 'daemon.stopped']
+
+
+def test_grace_period_bounds_a_client_that_never_finishes(make_jameyd: Any) -> None:
+    daemon = make_jameyd(env={'JAMEY_DAEMON_SHUTDOWN_GRACE_S': '1'}).start()
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(daemon.socket))
+    client.sendall(
+        b'GET /health HTTP/1.1\r\nHost: jamey\r\nContent-Length: 10\r\n\r\n1'
+    )
+    time.sleep(0.3)
+    started = time.monotonic()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(20) == 0
+    assert time.monotonic() - started < 10
+    assert 'daemon.grace_expired' in [line['event'] for line in daemon.log_lines()]
+    client.close()
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_idle_stop_is_clean(make_jameyd: Any, signum: int) -> None:
+    daemon = make_jameyd().start()
+    daemon.signal(signum)
+    assert daemon.wait() == 0
+    assert not daemon.socket.exists()
+    # The lock is released: a new daemon starts on the same state directory.
+    again = make_jameyd().start()
+    assert again.get('/health')[0] == 200
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [b - a for a, b in zip(times, times[1:], strict=False)]
+
+
+def test_watchdog_pings_at_half_the_interval_while_healthy(make_jameyd: Any) -> None:
+    daemon = make_jameyd(env={'WATCHDOG_USEC': '1000000'})
+    daemon.start()
+    assert daemon.notify is not None
+    since = time.monotonic()
+    daemon.notify.collect(3.2)
+    pings = daemon.notify.times_of('WATCHDOG', since)
+    assert 4 <= len(pings) <= 9, pings
+    gaps = _gaps(pings)
+    assert max(gaps) < 1.0, 'a gap as long as the interval gets the daemon killed'
+    assert 0.35 <= statistics.median(gaps) <= 0.65
+
+
+def test_watchdog_for_another_pid_is_ignored(make_jameyd: Any) -> None:
+    daemon = make_jameyd(env={'WATCHDOG_USEC': '200000', 'WATCHDOG_PID': '1'})
+    daemon.start()
+    assert daemon.notify is not None
+    daemon.notify.collect(1.0)
+    assert daemon.notify.times_of('WATCHDOG') == []
+
+
+def _write_config(path: Path, min_free_mb: int, level: str = 'info') -> None:
+    path.write_text(
+        f'[health]\nmin_free_mb = {min_free_mb}\n[log]\nlevel = "{level}"\n'
+    )
+
+
+def test_pings_stop_while_a_critical_check_fails(make_jameyd: Any, sdir: Path) -> None:
+    config = sdir / 'jamey.toml'
+    _write_config(config, 1)
+    daemon = make_jameyd(env={'WATCHDOG_USEC': '600000', 'JAMEY_CONFIG': str(config)})
+    daemon.start()
+    notify = daemon.notify
+    assert notify is not None
+    notify.collect(1.0)
+    assert notify.times_of('WATCHDOG'), 'healthy daemons ping'
+
+    _write_config(config, HUGE_DISK_MB)
+    daemon.signal(signal.SIGHUP)
+    notify.wait_for('RELOADING', '1')
+    mark = len(notify.messages)
+    notify.wait_for('READY', '1', after=mark - 1)
+    notify.wait_for('STATUS', 'serving on ' + str(daemon.socket) + '; health failing')
+    since = time.monotonic()
+    notify.collect(1.5)
+    assert notify.times_of('WATCHDOG', since) == [], (
+        'no pings while the disk check fails'
+    )
+    status, _, body = daemon.get('/health/detailed')
+    assert status == 503
+    assert body['status'] == 'failing'
+    assert body['checks']['disk']['status'] == 'failing'
+
+    _write_config(config, 1)
+    daemon.signal(signal.SIGHUP)
+    since = time.monotonic()
+    notify.collect(1.5)
+    assert notify.times_of('WATCHDOG', since), 'pings resume once healthy'
+    assert daemon.get('/health/detailed')[0] == 200
+
+
+def test_sighup_reloads_the_log_level(make_jameyd: Any, sdir: Path) -> None:
+    config = sdir / 'jamey.toml'
+    _write_config(config, 1, level='info')
+    daemon = make_jameyd(env={'JAMEY_CONFIG': str(config)}).start()
+    notify = daemon.notify
+    assert notify is not None
+    daemon.get('/health')
+    assert 'http.request' not in [line['event'] for line in daemon.log_lines()]
+
+    _write_config(config, 1, level='debug')
+    daemon.signal(signal.SIGHUP)
+    reloading = notify.wait_for('RELOADING', '1')
+    usec = int(reloading['MONOTONIC_USEC'])
+    assert abs(usec / 1e6 - time.clock_gettime(time.CLOCK_MONOTONIC)) < 30
+    notify.wait_for('READY', '1', after=len(notify.messages) - 1)
+    daemon.get('/health')
+    events = [line for line in daemon.log_lines() if line['event'] == 'http.request']
+    assert events, 'debug level logs each request'
+    assert events[-1]['route'] == '/health'
+    assert events[-1]['request_id']
+
+
+def test_sighup_with_a_bad_file_keeps_running(make_jameyd: Any, sdir: Path) -> None:
+    config = sdir / 'jamey.toml'
+    _write_config(config, 1)
+    daemon = make_jameyd(env={'JAMEY_CONFIG': str(config)}).start()
+    notify = daemon.notify
+    assert notify is not None
+    config.write_text('[log]\nlevel = "loud"\n[storage\n')
+    daemon.signal(signal.SIGHUP)
+    notify.wait_for('RELOADING', '1')
+    notify.wait_for('READY', '1', after=len(notify.messages) - 1)
+    assert daemon.get('/health')[0] == 200
+    failed = [
+        line for line in daemon.log_lines() if line['event'] == 'config.reload_failed'
+    ]
+    assert failed
+    assert 'not valid TOML' in failed[0]['error']
+    assert daemon.proc is not None
+    assert daemon.proc.poll() is None
+
+
+def test_restart_needed_keys_are_reported_not_applied(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    config = sdir / 'jamey.toml'
+    _write_config(config, 1)
+    daemon = make_jameyd(env={'JAMEY_CONFIG': str(config)}).start()
+    config.write_text('[api]\nthreads = 7\n')
+    daemon.signal(signal.SIGHUP)
+    assert daemon.notify is not None
+    daemon.notify.wait_for('RELOADING', '1')
+    daemon.notify.wait_for('READY', '1', after=len(daemon.notify.messages) - 1)
+    reloaded = [
+        line for line in daemon.log_lines() if line['event'] == 'config.reloaded'
+    ]
+    assert reloaded[-1]['restart_needed'] == ['api.threads']
+
+
+def test_second_daemon_on_the_same_state_is_refused(make_jameyd: Any) -> None:
+    first = make_jameyd().start()
+    assert first.proc is not None
+    second = make_jameyd(env={'JAMEY_API_SOCKET': str(first.root / 'other.sock')})
+    second.start(wait_ready=False)
+    assert second.wait() == 75
+    assert f'in use by jameyd pid {first.proc.pid}' in second.log_text()
+    assert first.get('/health')[0] == 200
+
+
+def test_a_live_socket_is_not_stolen(make_jameyd: Any, sdir: Path) -> None:
+    first = make_jameyd().start()
+    second = make_jameyd(env={'JAMEY_STORAGE_STATE_DIR': str(sdir / 'other')})
+    second.start(wait_ready=False)
+    assert second.wait() == 75
+    assert 'is in use by another process' in second.log_text()
+    assert first.get('/health')[0] == 200
+
+
+def test_a_stale_socket_file_is_replaced(make_jameyd: Any) -> None:
+    daemon = make_jameyd()
+    daemon.socket.parent.mkdir(parents=True)
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(str(daemon.socket))
+    stale.close()  # the file stays, nobody listens: what a SIGKILL leaves
+    daemon.start()
+    assert daemon.get('/health')[0] == 200
+
+
+def test_a_failing_migration_refuses_to_start_and_keeps_the_data(
+    make_jameyd: Any,
+) -> None:
+    import apsw
+
+    daemon = make_jameyd()
+    daemon.state_dir.mkdir(mode=0o700)
+    db = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
+    # A table in the way of migration 0001: the migration must fail whole.
+    db.execute('CREATE TABLE meta (precious TEXT); INSERT INTO meta VALUES (42)')
+    db.close()
+    daemon.start(wait_ready=False)
+    assert daemon.wait() == 65
+    assert 'migration 0001_meta failed' in daemon.log_text()
+    assert 'left at schema version 0' in daemon.log_text()
+    db = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
+    assert db.execute('PRAGMA user_version').get == 0
+    assert db.execute('SELECT precious FROM meta').get == '42'
+    assert not daemon.socket.exists()
+
+
+def test_waitress_errors_are_problems_too(jameyd: Jameyd) -> None:
+    # Declared too large: refused from the headers, before any body is read.
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(10)
+    client.connect(str(jameyd.socket))
+    client.sendall(b'POST / HTTP/1.1\r\nHost: jamey\r\nContent-Length: 2000000\r\n\r\n')
+    reply = b''
+    while chunk := client.recv(4096):
+        reply += chunk
+    client.close()
+    head, _, body = reply.partition(b'\r\n\r\n')
+    assert head.startswith(b'HTTP/1.1 413 ')
+    assert b'Content-Type: application/problem+json' in head
+    assert json.loads(body)['code'] == 'body_too_large'
+
+
+def test_logs_are_json_lines_with_request_ids(make_jameyd: Any) -> None:
+    daemon = make_jameyd(env={'JAMEY_LOG_LEVEL': 'debug'}).start()
+    daemon.get('/health', headers={'X-Request-ID': 'trace-me-42'})
+    daemon.get('/nowhere')
+    daemon.signal(signal.SIGTERM)
+    daemon.wait()
+    lines = daemon.log_lines()
+    assert len(lines) == len(daemon.log_text().splitlines()), 'every line is JSON'
+    for line in lines:
+        assert {'time', 'level', 'event'} <= line.keys()
+    requests = [line for line in lines if line['event'] == 'http.request']
+    assert requests[0]['request_id'] == 'trace-me-42'
+    assert requests[1]['status'] == 404
+    assert requests[1]['route'] == '(none)'
+    assert 'nowhere' not in daemon.log_text(), 'raw paths stay out of the log'
+
+
+def test_config_error_exits_78_before_touching_state(make_jameyd: Any) -> None:
+    daemon = make_jameyd(env={'JAMEY_API_THREADS': 'many'})
+    daemon.start(wait_ready=False)
+    assert daemon.wait() == 78
+    assert 'api.threads' in daemon.log_text()
+    assert "'many'" in daemon.log_text()
+    assert not daemon.state_dir.exists()
+
+
+def test_systemd_directories_are_the_defaults(make_jameyd: Any, sdir: Path) -> None:
+    state, runtime, conf = sdir / 'sd-state', sdir / 'sd-run', sdir / 'sd-conf'
+    for path in (state, runtime, conf):
+        path.mkdir(mode=0o700)
+    (conf / 'jamey.toml').write_text('[log]\nlevel = "debug"\n')
+    daemon = make_jameyd(
+        env={
+            'STATE_DIRECTORY': str(state),
+            'RUNTIME_DIRECTORY': str(runtime),
+            'CONFIGURATION_DIRECTORY': str(conf),
+        }
+    )
+    del daemon.env['JAMEY_STORAGE_STATE_DIR']
+    del daemon.env['JAMEY_API_SOCKET']
+    daemon.socket = runtime / 'jamey.sock'
+    daemon.start()
+    assert (state / 'jamey.db').exists()
+    assert daemon.get('/health')[0] == 200
+    assert any(line['level'] == 'debug' for line in daemon.log_lines())
+
+
+def test_pid_in_lock_file_is_the_daemon(jameyd: Jameyd) -> None:
+    assert jameyd.proc is not None
+    assert (jameyd.state_dir / 'jamey.lock').read_text().strip() == str(jameyd.proc.pid)
