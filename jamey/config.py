@@ -336,11 +336,18 @@ def _type_name(kind: type) -> str:
     }[kind]
 
 
+def _path(raw: str) -> tuple[Path | None, str | None]:
+    # Path('') is '.', which would silently mean "wherever jameyd started".
+    if not raw or '\x00' in raw:
+        return None, 'must be a non-empty path without NUL characters'
+    return Path(raw), None
+
+
 def _from_toml(key: Key, raw: Any) -> tuple[Any, str | None]:
     """TOML already has types: accept exactly the declared one (ints as floats)."""
     kind = key.kind
     if kind is Path and isinstance(raw, str):
-        return Path(raw), None
+        return _path(raw)
     if kind is float and isinstance(raw, int | float) and not isinstance(raw, bool):
         return float(raw), None
     if kind in (str, bool) and type(raw) is kind:
@@ -360,7 +367,7 @@ def _from_string(key: Key, raw: str) -> tuple[Any, str | None]:
                 raise ValueError(raw)
             return lowered in _TRUE, None
         if kind is Path:
-            return Path(raw), None
+            return _path(raw)
         return kind(raw.strip()) if kind in (int, float) else raw, None
     except ValueError:
         return None, f'must be {_type_name(kind)}'
@@ -370,7 +377,7 @@ def _validate(key: Key, value: Any) -> str | None:
     option = key.option
     if isinstance(value, float) and not math.isfinite(value):
         return 'must be a finite number'
-    if isinstance(value, Path | str) and ('\x00' in str(value) or not str(value)):
+    if isinstance(value, str) and ('\x00' in value or not value):
         return 'must be a non-empty string without NUL characters'
     if option.choices and value not in option.choices:
         return f'must be one of {", ".join(option.choices)}'
@@ -430,8 +437,8 @@ def read_secret(value: str | Path, environ: Mapping[str, str]) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise SecretError(f'cannot open secret file {path}: {exc.strerror}') from None
-    with os.fdopen(fd, 'rb') as f:
-        info = os.fstat(f.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise SecretError(f'secret {path} is not a regular file')
         mode = stat.S_IMODE(info.st_mode)
@@ -440,4 +447,7 @@ def read_secret(value: str | Path, environ: Mapping[str, str]) -> bytes:
                 f'secret file {path} has mode {mode:04o}: group or others can'
                 f' access it; run chmod 600 {path}'
             )
-        return f.read()
+        with os.fdopen(os.dup(fd), 'rb') as f:
+            return f.read()
+    finally:
+        os.close(fd)

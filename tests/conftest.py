@@ -54,7 +54,7 @@ class NotifySocket:
     def wait_for(
         self, key: str, value: str | None = None, timeout: float = 20.0, after: int = 0
     ) -> dict[str, str]:
-        """The first message from index ``after`` on that sets ``key`` (to ``value``)."""
+        """The first message from index ``after`` on that sets ``key``."""
         deadline = time.monotonic() + timeout
         index = after
         while True:
@@ -166,6 +166,14 @@ class Jameyd:
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
+
+    def reload(self) -> None:
+        """SIGHUP, then wait until systemd would see the reload finish."""
+        assert self.notify is not None
+        mark = len(self.notify.messages)
+        self.signal(signal.SIGHUP)
+        self.notify.wait_for('RELOADING', '1', after=mark)
+        self.notify.wait_for('READY', '1', after=mark)
 
     def get(self, target: str, **kw: Any) -> tuple[int, dict[str, str], Any]:
         return request(self.socket, 'GET', target, **kw)

@@ -1,5 +1,6 @@
 """jameyd as systemd runs it: readiness, signals, watchdog, reload, shutdown."""
 
+import itertools
 import json
 import signal
 import socket
@@ -12,6 +13,7 @@ import pytest
 from conftest import Jameyd
 
 HUGE_DISK_MB = 10_000_000  # 10 TB free: no test machine has it
+SLOW_HEAD = b'GET /health HTTP/1.1\r\nHost: jamey\r\nContent-Length: 10\r\n\r\n'
 
 
 def test_ready_then_serves_over_the_socket(jameyd: Jameyd) -> None:
@@ -92,8 +94,12 @@ def test_idle_stop_is_clean(make_jameyd: Any, signum: int) -> None:
     assert again.get('/health')[0] == 200
 
 
+def _events(daemon: Jameyd, event: str) -> list[dict[str, Any]]:
+    return [line for line in daemon.log_lines() if line['event'] == event]
+
+
 def _gaps(times: list[float]) -> list[float]:
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 def test_watchdog_pings_at_half_the_interval_while_healthy(make_jameyd: Any) -> None:
@@ -134,10 +140,7 @@ def test_pings_stop_while_a_critical_check_fails(make_jameyd: Any, sdir: Path) -
     assert notify.times_of('WATCHDOG'), 'healthy daemons ping'
 
     _write_config(config, HUGE_DISK_MB)
-    daemon.signal(signal.SIGHUP)
-    notify.wait_for('RELOADING', '1')
-    mark = len(notify.messages)
-    notify.wait_for('READY', '1', after=mark - 1)
+    daemon.reload()
     notify.wait_for('STATUS', 'serving on ' + str(daemon.socket) + '; health failing')
     since = time.monotonic()
     notify.collect(1.5)
@@ -150,7 +153,7 @@ def test_pings_stop_while_a_critical_check_fails(make_jameyd: Any, sdir: Path) -
     assert body['checks']['disk']['status'] == 'failing'
 
     _write_config(config, 1)
-    daemon.signal(signal.SIGHUP)
+    daemon.reload()
     since = time.monotonic()
     notify.collect(1.5)
     assert notify.times_of('WATCHDOG', since), 'pings resume once healthy'
@@ -167,13 +170,12 @@ def test_sighup_reloads_the_log_level(make_jameyd: Any, sdir: Path) -> None:
     assert 'http.request' not in [line['event'] for line in daemon.log_lines()]
 
     _write_config(config, 1, level='debug')
-    daemon.signal(signal.SIGHUP)
+    daemon.reload()
     reloading = notify.wait_for('RELOADING', '1')
     usec = int(reloading['MONOTONIC_USEC'])
     assert abs(usec / 1e6 - time.clock_gettime(time.CLOCK_MONOTONIC)) < 30
-    notify.wait_for('READY', '1', after=len(notify.messages) - 1)
     daemon.get('/health')
-    events = [line for line in daemon.log_lines() if line['event'] == 'http.request']
+    events = _events(daemon, 'http.request')
     assert events, 'debug level logs each request'
     assert events[-1]['route'] == '/health'
     assert events[-1]['request_id']
@@ -186,9 +188,7 @@ def test_sighup_with_a_bad_file_keeps_running(make_jameyd: Any, sdir: Path) -> N
     notify = daemon.notify
     assert notify is not None
     config.write_text('[log]\nlevel = "loud"\n[storage\n')
-    daemon.signal(signal.SIGHUP)
-    notify.wait_for('RELOADING', '1')
-    notify.wait_for('READY', '1', after=len(notify.messages) - 1)
+    daemon.reload()
     assert daemon.get('/health')[0] == 200
     failed = [
         line for line in daemon.log_lines() if line['event'] == 'config.reload_failed'
@@ -206,10 +206,7 @@ def test_restart_needed_keys_are_reported_not_applied(
     _write_config(config, 1)
     daemon = make_jameyd(env={'JAMEY_CONFIG': str(config)}).start()
     config.write_text('[api]\nthreads = 7\n')
-    daemon.signal(signal.SIGHUP)
-    assert daemon.notify is not None
-    daemon.notify.wait_for('RELOADING', '1')
-    daemon.notify.wait_for('READY', '1', after=len(daemon.notify.messages) - 1)
+    daemon.reload()
     reloaded = [
         line for line in daemon.log_lines() if line['event'] == 'config.reloaded'
     ]
@@ -266,20 +263,48 @@ def test_a_failing_migration_refuses_to_start_and_keeps_the_data(
     assert not daemon.socket.exists()
 
 
-def test_waitress_errors_are_problems_too(jameyd: Jameyd) -> None:
-    # Declared too large: refused from the headers, before any body is read.
+def _raw_exchange(path: Path, data: bytes) -> tuple[bytes, dict[str, Any]]:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     client.settimeout(10)
-    client.connect(str(jameyd.socket))
-    client.sendall(b'POST / HTTP/1.1\r\nHost: jamey\r\nContent-Length: 2000000\r\n\r\n')
+    client.connect(str(path))
+    client.sendall(data)
     reply = b''
     while chunk := client.recv(4096):
         reply += chunk
     client.close()
     head, _, body = reply.partition(b'\r\n\r\n')
-    assert head.startswith(b'HTTP/1.1 413 ')
-    assert b'Content-Type: application/problem+json' in head
-    assert json.loads(body)['code'] == 'body_too_large'
+    return head, json.loads(body)
+
+
+@pytest.mark.parametrize(
+    ('head', 'status', 'code'),
+    [
+        # Declared too large: refused from the headers, before any body is read.
+        (
+            b'POST / HTTP/1.1\r\nHost: j\r\nContent-Length: 2000000\r\n\r\n',
+            413,
+            'body_too_large',
+        ),
+        (
+            b'GET / HTTP/1.1\r\nHost: j\r\nContent-Length: lots\r\n\r\n',
+            400,
+            'bad_request',
+        ),
+        (
+            b'GET / HTTP/1.1\r\nHost: j\r\nTransfer-Encoding: gzip\r\n\r\n',
+            501,
+            'not_implemented',
+        ),
+    ],
+)
+def test_waitress_errors_are_problems_too(
+    jameyd: Jameyd, head: bytes, status: int, code: str
+) -> None:
+    reply_head, body = _raw_exchange(jameyd.socket, head)
+    assert reply_head.startswith(f'HTTP/1.1 {status} '.encode())
+    assert b'Content-Type: application/problem+json' in reply_head
+    assert body['code'] == code
+    assert jameyd.get('/health')[0] == 200
 
 
 def test_logs_are_json_lines_with_request_ids(make_jameyd: Any) -> None:

@@ -28,6 +28,7 @@ _CODES = {
     429: 'rate_limited',
     431: 'headers_too_large',
     500: 'internal_error',
+    501: 'not_implemented',
     503: 'unavailable',
 }
 

@@ -1,0 +1,161 @@
+"""The API app through Falcon's test client, on a real database."""
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import falcon.testing
+import pytest
+from openapi_spec_validator import validate
+
+from jamey import __version__
+from jamey import storage
+from jamey.api import create_app
+from jamey.api.app import routes
+from jamey.health import HealthChecks
+from jamey.health import Thresholds
+
+# Stack traces, file paths, SQL and Python exception names.
+LEAKS = re.compile(r'Traceback|File "|\.py\b|/[a-z]+/|SELECT|sqlite|[A-Za-z]+Error\b')
+
+
+@pytest.fixture
+def health(tmp_path: Path) -> HealthChecks:
+    db = storage.Database(tmp_path / 'jamey.db')
+    db.migrate()
+    return HealthChecks(db, tmp_path, Thresholds(min_free_mb=1, max_rss_mb=4096))
+
+
+@pytest.fixture
+def client(health: HealthChecks) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_app(health, max_body_bytes=2048))
+
+
+def assert_problem(result: falcon.testing.Result, status: int, code: str) -> None:
+    assert result.status_code == status
+    assert result.headers['content-type'] == 'application/problem+json'
+    body = result.json
+    assert body['status'] == status
+    assert body['code'] == code
+    assert {'type', 'title', 'detail', 'request_id'} <= body.keys()
+    assert not LEAKS.search(result.text), result.text
+
+
+def test_root_and_liveness(client: falcon.testing.TestClient) -> None:
+    assert client.simulate_get('/').json == {
+        'name': 'jamey',
+        'version': __version__,
+        'status': 'ok',
+    }
+    result = client.simulate_get('/health')
+    assert result.json == {'status': 'ok'}
+    assert result.headers['content-type'] == 'application/json'
+    assert client.simulate_get('/health/').status_code == 200
+
+
+def test_detailed_health(client: falcon.testing.TestClient) -> None:
+    body = client.simulate_get('/health/detailed').json
+    assert body['status'] == 'ok'
+    assert body['version'] == __version__
+    assert set(body['checks']) == {'database', 'disk', 'memory', 'version'}
+    assert body['checks']['database']['critical'] is True
+    assert body['checks']['memory']['critical'] is False
+    assert body['checks']['memory']['rss_bytes'] > 1_000_000
+    assert body['checks']['disk']['free_bytes'] > 0
+
+
+def test_detailed_health_fails_when_the_disk_is_short(
+    client: falcon.testing.TestClient, health: HealthChecks
+) -> None:
+    health.thresholds = Thresholds(min_free_mb=10_000_000_000, max_rss_mb=4096)
+    result = client.simulate_get('/health/detailed')
+    assert result.status_code == 503
+    assert result.json['status'] == 'failing'
+    assert result.json['checks']['disk']['status'] == 'failing'
+
+
+def test_high_memory_is_degraded_not_failing(
+    client: falcon.testing.TestClient, health: HealthChecks
+) -> None:
+    health.thresholds = Thresholds(min_free_mb=1, max_rss_mb=1)
+    result = client.simulate_get('/health/detailed')
+    assert result.status_code == 200
+    assert result.json['status'] == 'degraded'
+
+
+def test_a_broken_database_fails_health(
+    client: falcon.testing.TestClient, health: HealthChecks
+) -> None:
+    health.db.close()
+    result = client.simulate_get('/health/detailed')
+    assert result.status_code == 503
+    assert result.json['checks']['database'] == {
+        'status': 'failing',
+        'critical': True,
+        'error': 'StorageError',
+    }
+
+
+def test_openapi_is_valid_and_covers_every_route(
+    client: falcon.testing.TestClient, health: HealthChecks
+) -> None:
+    document = client.simulate_get('/openapi.json').json
+    validate(document)
+    assert document['openapi'].startswith('3.1')
+    assert set(document['paths']) == {*routes(health), '/openapi.json'}
+    for path, operations in document['paths'].items():
+        for method, operation in operations.items():
+            assert operation['responses']['default']['content'][
+                'application/problem+json'
+            ], (path, method)
+
+
+def test_unknown_route_and_method(client: falcon.testing.TestClient) -> None:
+    assert_problem(client.simulate_get('/nope'), 404, 'not_found')
+    result = client.simulate_delete('/health')
+    assert_problem(result, 405, 'method_not_allowed')
+    assert 'GET' in result.headers['allow']
+
+
+def test_problems_ignore_accept(client: falcon.testing.TestClient) -> None:
+    result = client.simulate_get('/nope', headers={'Accept': 'text/html'})
+    assert_problem(result, 404, 'not_found')
+
+
+def test_declared_body_over_the_limit(client: falcon.testing.TestClient) -> None:
+    result = client.simulate_post('/', body=b'x' * 4096)
+    assert_problem(result, 413, 'body_too_large')
+    assert '2048' in result.json['detail']
+
+
+def test_request_ids_are_echoed_or_made(client: falcon.testing.TestClient) -> None:
+    mine = client.simulate_get('/health', headers={'X-Request-ID': 'abc-123'})
+    assert mine.headers['x-request-id'] == 'abc-123'
+    made = client.simulate_get('/health')
+    assert re.fullmatch(r'[0-9a-f]{32}', made.headers['x-request-id'])
+    for hostile in ['a' * 129, 'id with spaces', '<script>', 'ü', '']:
+        result = client.simulate_get('/health', headers={'X-Request-ID': hostile})
+        assert re.fullmatch(r'[0-9a-f]{32}', result.headers['x-request-id']), hostile
+    problem = client.simulate_get('/nope', headers={'X-Request-ID': 'find-me'})
+    assert problem.json['request_id'] == 'find-me'
+
+
+def test_a_bug_is_a_bare_500_and_a_logged_trace(
+    health: HealthChecks, caplog: pytest.LogCaptureFixture
+) -> None:
+    def explode() -> None:
+        raise RuntimeError('secret detail from /var/lib/jamey SELECT * FROM meta')
+
+    health.run = explode  # type: ignore[method-assign]
+    client = falcon.testing.TestClient(create_app(health, max_body_bytes=2048))
+    with caplog.at_level(logging.ERROR):
+        result = client.simulate_get(
+            '/health/detailed', headers={'X-Request-ID': 'bug-1'}
+        )
+    assert_problem(result, 500, 'internal_error')
+    assert 'secret' not in result.text
+    record = next(r for r in caplog.records if r.getMessage() == 'http.unhandled')
+    assert record.exc_info is not None
+    assert record.route == '/health/detailed'  # type: ignore[attr-defined]
+    assert json.loads(result.text)['request_id'] == 'bug-1'

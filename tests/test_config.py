@@ -1,0 +1,255 @@
+"""Settings: defaults, file, environment, and every way they can be wrong."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from jamey import config
+from jamey.errors import ConfigError
+from jamey.errors import SecretError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_text(
+    tmp_path: Path, text: str, environ: dict[str, str] | None = None
+) -> config.Settings:
+    path = tmp_path / 'jamey.toml'
+    path.write_text(text)
+    return config.load(path, environ or {})
+
+
+def error_of(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_text(tmp_path, text, environ)
+    return str(caught.value)
+
+
+def test_embedded_defaults() -> None:
+    settings = config.load(None, {})
+    assert settings.storage.state_dir == Path('var/lib')
+    assert settings.storage.synchronous == 'full'
+    assert settings.api.socket == Path('var/run/jamey.sock')
+    assert settings.api.socket_mode == '0660'
+    assert settings.log.level == 'info'
+
+
+def test_file_then_environment(tmp_path: Path) -> None:
+    settings = load_text(
+        tmp_path,
+        '[storage]\nstate_dir = "/srv/a"\nsynchronous = "normal"\n'
+        '[api]\nmax_body_bytes = 4096\n',
+        {
+            'JAMEY_STORAGE_STATE_DIR': '/srv/b',
+            'JAMEY_API_SOCKET': '/tmp/j.sock',
+            'JAMEY_DAEMON_SHUTDOWN_GRACE_S': '2.5',
+            'JAMEY_CONFIG': 'ignored',
+            'JAMEY_SOCKET': 'for jameyctl',
+        },
+    )
+    assert settings.storage.state_dir == Path('/srv/b')  # env beats file
+    assert settings.storage.synchronous == 'normal'  # file beats default
+    assert settings.api.socket == Path('/tmp/j.sock')
+    assert settings.api.max_body_bytes == 4096
+    assert settings.daemon.shutdown_grace_s == 2.5
+
+
+def test_systemd_directories_beat_embedded_defaults() -> None:
+    settings = config.load(
+        None,
+        {'STATE_DIRECTORY': '/var/lib/jamey:/other', 'RUNTIME_DIRECTORY': '/run/jamey'},
+    )
+    assert settings.storage.state_dir == Path('/var/lib/jamey')
+    assert settings.api.socket == Path('/run/jamey/jamey.sock')
+    env = config.load(
+        None, {'STATE_DIRECTORY': '/var/lib/jamey', 'JAMEY_STORAGE_STATE_DIR': '/x'}
+    )
+    assert env.storage.state_dir == Path('/x')
+
+
+def test_config_path_order(tmp_path: Path) -> None:
+    (tmp_path / 'jamey.toml').write_text('')
+    assert config.config_path(Path('/a.toml'), {'JAMEY_CONFIG': '/b'}) == Path(
+        '/a.toml'
+    )
+    assert config.config_path(None, {'JAMEY_CONFIG': '/b'}) == Path('/b')
+    systemd = {'CONFIGURATION_DIRECTORY': str(tmp_path)}
+    assert config.config_path(None, systemd) == tmp_path / 'jamey.toml'
+    assert config.config_path(None, {'CONFIGURATION_DIRECTORY': '/nonexistent'}) is None
+    assert config.config_path(None, {}) is None
+
+
+@pytest.mark.parametrize(
+    ('text', 'expected'),
+    [
+        ('[api]\nthreads = "4"\n', "api.threads = '4'"),
+        ('[api]\nthreads = 4.0\n', 'must be an integer, not float'),
+        ('[api]\nthreads = true\n', 'must be an integer, not bool'),
+        ('[log]\nlevel = 3\n', 'must be a string, not int'),
+        ('[storage]\nstate_dir = 7\n', 'must be a path string, not int'),
+        ('[daemon]\nshutdown_grace_s = "soon"\n', 'must be a number, not str'),
+        ('[api]\nsocket = ["a"]\n', 'not list'),
+    ],
+)
+def test_wrong_types_name_key_and_value(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    assert expected in error_of(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ('text', 'expected'),
+    [
+        ('[api]\nthreads = 0\n', 'api.threads = 0 (in '),
+        ('[api]\nthreads = 65\n', 'must be at most 64'),
+        ('[api]\nmax_body_bytes = -1\n', 'must be at least 1024'),
+        ('[daemon]\nshutdown_grace_s = nan\n', 'must be a finite number'),
+        ('[daemon]\nshutdown_grace_s = inf\n', 'must be a finite number'),
+        (
+            '[storage]\nsynchronous = "fast"\n',
+            'must be one of off, normal, full, extra',
+        ),
+        ('[log]\nlevel = "loud"\n', "log.level = 'loud'"),
+        ('[api]\nsocket_mode = "0666"\n', 'must not grant access to others'),
+        ('[api]\nsocket_mode = "rw"\n', 'octal file mode'),
+        ('[api]\nsocket_mode = "0460"\n', 'owner read and write'),
+        ('[api]\nsocket_mode = "17777"\n', 'between 0000 and 0777'),
+        ('[storage]\nstate_dir = ""\n', 'non-empty path'),
+        ('[api]\nsocket = "a\\u0000b"\n', 'without NUL'),
+    ],
+)
+def test_out_of_range_values(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error_of(tmp_path, text)
+
+
+def test_unknown_keys_get_a_hint(tmp_path: Path) -> None:
+    message = error_of(tmp_path, '[storage]\nstat_dir = "/x"\n')
+    assert 'unknown key storage.stat_dir' in message
+    assert 'did you mean storage.state_dir?' in message
+    message = error_of(tmp_path, '[storag]\nstate_dir = "/x"\n')
+    assert 'unknown section [storag]' in message
+    assert 'did you mean [storage]' in message.replace('storage?', '[storage]')
+    message = error_of(tmp_path, '[api]\nzzz = 1\n')
+    assert 'unknown key api.zzz' in message
+    assert 'did you mean' not in message
+
+
+def test_unknown_environment_variables_get_a_hint() -> None:
+    with pytest.raises(ConfigError, match='did you mean JAMEY_API_SOCKET_MODE'):
+        config.load(None, {'JAMEY_API_SOCKETMODE': '0600'})
+    with pytest.raises(ConfigError, match='unknown environment variable JAMEY_X'):
+        config.load(None, {'JAMEY_X': '1'})
+
+
+@pytest.mark.parametrize(
+    ('name', 'value', 'expected'),
+    [
+        ('JAMEY_API_THREADS', 'four', "api.threads = 'four' (from JAMEY_API_THREADS)"),
+        ('JAMEY_API_THREADS', '', 'must be an integer'),
+        ('JAMEY_DAEMON_SHUTDOWN_GRACE_S', 'NaN', 'finite'),
+        ('JAMEY_STORAGE_SYNCHRONOUS', 'FULL', 'must be one of'),
+        ('JAMEY_STORAGE_STATE_DIR', '', 'non-empty'),
+    ],
+)
+def test_bad_environment_values(name: str, value: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, {name: value})
+    assert expected in str(caught.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    message = error_of(
+        tmp_path,
+        '[api]\nthreads = 0\nsocket_mode = "0777"\n',
+        {'JAMEY_LOG_LEVEL': 'loud'},
+    )
+    assert len(message.splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    ('text', 'expected'),
+    [
+        ('[storage\n', 'is not valid TOML'),
+        ('storage = 1\n', 'storage in'),
+        (b'\xff\xfe'.decode('latin-1'), 'is not valid TOML'),
+    ],
+)
+def test_malformed_files(tmp_path: Path, text: str, expected: str) -> None:
+    assert expected in error_of(tmp_path, text)
+
+
+def test_missing_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r'cannot read config file .*No such file'):
+        config.load(tmp_path / 'absent.toml', {})
+
+
+def test_shipped_file_lists_every_setting_with_its_default() -> None:
+    shipped_text = (ROOT / 'etc' / 'jamey.toml').read_text()
+    shipped = tomllib.loads(shipped_text)
+    declared = config.keys()
+    assert list(shipped) == list(declared)
+    for section, keys in declared.items():
+        assert list(shipped[section]) == list(keys), section
+        for name, key in keys.items():
+            default = str(key.default) if isinstance(key.default, Path) else key.default
+            assert shipped[section][name] == default, key.dotted
+    lines = shipped_text.splitlines()
+    for index, line in enumerate(lines):
+        if '=' in line and not line.startswith('#'):
+            assert lines[index - 1].startswith('# '), f'no comment above {line}'
+    assert config.load(ROOT / 'etc' / 'jamey.toml', {}) == config.load(None, {})
+
+
+def test_merge_live_applies_only_live_keys() -> None:
+    running = config.load(None, {})
+    loaded = config.load(
+        None,
+        {
+            'JAMEY_LOG_LEVEL': 'debug',
+            'JAMEY_API_THREADS': '8',
+            'JAMEY_HEALTH_MIN_FREE_MB': '1',
+        },
+    )
+    merged, restart = config.merge_live(running, loaded)
+    assert merged.log.level == 'debug'
+    assert merged.health.min_free_mb == 1
+    assert merged.api.threads == running.api.threads
+    assert restart == ['api.threads']
+
+
+def test_secret_files_must_be_private(tmp_path: Path) -> None:
+    secret = tmp_path / 'key'
+    secret.write_bytes(b'hunter2')
+    secret.chmod(0o644)
+    with pytest.raises(SecretError, match=r'mode 0644.*chmod 600'):
+        config.read_secret(secret, {})
+    secret.chmod(0o640)
+    with pytest.raises(SecretError, match='mode 0640'):
+        config.read_secret(secret, {})
+    secret.chmod(0o600)
+    assert config.read_secret(secret, {}) == b'hunter2'
+    secret.chmod(0o400)
+    assert config.read_secret(str(secret), {}) == b'hunter2'
+
+
+def test_secrets_from_systemd_credentials(tmp_path: Path) -> None:
+    (tmp_path / 'mqtt-password').write_bytes(b's3cret')
+    (tmp_path / 'mqtt-password').chmod(0o400)
+    environ = {'CREDENTIALS_DIRECTORY': str(tmp_path)}
+    assert config.read_secret('mqtt-password', environ) == b's3cret'
+    with pytest.raises(SecretError, match='cannot open secret file'):
+        config.read_secret('absent', environ)
+
+
+def test_secrets_refuse_symlinks_directories_and_missing_files(tmp_path: Path) -> None:
+    target = tmp_path / 'real'
+    target.write_bytes(b'x')
+    target.chmod(0o600)
+    (tmp_path / 'link').symlink_to(target)
+    with pytest.raises(SecretError, match='cannot open'):
+        config.read_secret(tmp_path / 'link', {})
+    with pytest.raises(SecretError, match='not a regular file'):
+        config.read_secret(tmp_path, {})
+    with pytest.raises(SecretError, match='No such file'):
+        config.read_secret(tmp_path / 'nothing', {})

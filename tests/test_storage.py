@@ -1,0 +1,120 @@
+"""The database: modes, pragmas, migrations, per-thread connections, the lock."""
+
+import os
+import threading
+from pathlib import Path
+
+import apsw
+import pytest
+
+from jamey import storage
+from jamey.errors import MigrationError
+from jamey.errors import StateLockedError
+from jamey.errors import StorageError
+from jamey.storage import Database
+from jamey.storage import Migration
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Database:
+    state = storage.private_directory(tmp_path / 'state')
+    database = Database(state / 'jamey.db')
+    database.migrate()
+    return database
+
+
+def test_files_and_directories_are_private(tmp_path: Path) -> None:
+    loose = tmp_path / 'state'
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    state = storage.private_directory(loose)
+    assert state.stat().st_mode & 0o777 == 0o700
+    (state / 'jamey.db').write_bytes(b'')
+    (state / 'jamey.db').chmod(0o644)
+    Database(state / 'jamey.db').migrate()
+    assert (state / 'jamey.db').stat().st_mode & 0o777 == 0o600
+
+
+def test_pragmas(db: Database) -> None:
+    conn = db.connection()
+    assert conn.execute('PRAGMA journal_mode').get == 'wal'
+    assert conn.execute('PRAGMA synchronous').get == 2  # FULL
+    assert conn.execute('PRAGMA foreign_keys').get == 1
+    assert conn.execute('PRAGMA busy_timeout').get == 5000
+    with pytest.raises(apsw.SQLError):
+        conn.execute('SELECT "no such column" FROM meta')  # no double-quoted strings
+
+
+def test_synchronous_is_configurable(tmp_path: Path) -> None:
+    database = Database(tmp_path / 'x.db', synchronous='normal', busy_timeout_ms=7)
+    assert database.connection().execute('PRAGMA synchronous').get == 1
+    assert database.connection().execute('PRAGMA busy_timeout').get == 7
+
+
+def test_bundled_migrations_and_meta(db: Database) -> None:
+    assert db.version() == len(storage.bundled_migrations())
+    instance = (
+        db.connection().execute("SELECT value FROM meta WHERE key = 'instance_id'").get
+    )
+    assert len(instance) == 32
+    assert db.migrate() == (db.version(), db.version())  # idempotent
+
+
+def test_one_connection_per_thread(db: Database) -> None:
+    seen: list[apsw.Connection] = []
+    thread = threading.Thread(target=lambda: seen.append(db.connection()))
+    thread.start()
+    thread.join()
+    assert seen[0] is not db.connection()
+    assert db.connection() is db.connection()
+
+
+def test_closed_database_refuses_use(db: Database) -> None:
+    db.close()
+    with pytest.raises(StorageError, match='closed'):
+        db.connection()
+
+
+def test_a_failing_migration_rolls_back_whole(tmp_path: Path) -> None:
+    database = Database(tmp_path / 'm.db')
+    good = Migration(1, 'first', 'CREATE TABLE a (x INTEGER);')
+    bad = Migration(
+        2, 'second', 'CREATE TABLE b (y INTEGER); INSERT INTO nope VALUES (1);'
+    )
+    assert database.migrate([good]) == (0, 1)
+    with pytest.raises(MigrationError) as caught:
+        database.migrate([good, bad])
+    message = str(caught.value)
+    assert '0002_second failed' in message
+    assert 'no such table: nope' in message
+    assert 'left at schema version 1' in message
+    assert database.version() == 1
+    tables = (
+        database.connection()
+        .execute("SELECT name FROM sqlite_schema WHERE type = 'table'")
+        .get
+    )
+    assert tables == 'a', 'table b from the failed migration is rolled back'
+
+
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    database = Database(tmp_path / 'n.db')
+    database.connection().execute('PRAGMA user_version = 99')
+    with pytest.raises(MigrationError, match='schema version 99, newer than'):
+        database.migrate()
+
+
+def test_state_lock_names_the_holder(tmp_path: Path) -> None:
+    lock = storage.StateLock(tmp_path)
+    assert (tmp_path / 'jamey.lock').read_text().strip() == str(os.getpid())
+    with pytest.raises(StateLockedError, match=f'in use by jameyd pid {os.getpid()}'):
+        storage.StateLock(tmp_path)
+    lock.release()
+    storage.StateLock(tmp_path).release()
+
+
+def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / 'garbage.db').write_bytes(b'this is not a database' * 100)
+    database = Database(tmp_path / 'garbage.db')
+    with pytest.raises(StorageError, match='cannot open database'):
+        database.connection()
