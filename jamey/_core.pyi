@@ -1,5 +1,7 @@
 """The native core of Jamey (Rust, built with PyO3)."""
 
+__all__ = ['__version__', 'version']
+
 __version__: str
 
 def version() -> str:

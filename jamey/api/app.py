@@ -24,9 +24,12 @@ def routes(health: HealthChecks) -> dict[str, Any]:
     }
 
 
-def create_app(health: HealthChecks, max_body_bytes: int) -> falcon.App:
+def create_app(
+    health: HealthChecks, max_body_bytes: int
+) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the WSGI app from the capabilities it adapts; no globals."""
-    app = falcon.App(middleware=[RequestContext(), BodyLimit(max_body_bytes)])
+    middleware: list[Any] = [RequestContext(), BodyLimit(max_body_bytes)]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     table = routes(health)
     classes = {path: type(resource) for path, resource in table.items()}

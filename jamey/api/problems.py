@@ -33,7 +33,7 @@ _CODES = {
 }
 
 
-def problem_body(status: int, detail: str | None, code: str | None) -> bytes:
+def problem_body(status: int, detail: str | None) -> bytes:
     """The problem document for a status, shared with the listener's own errors."""
     phrase = HTTPStatus(status).phrase
     document: dict[str, Any] = {
@@ -41,7 +41,7 @@ def problem_body(status: int, detail: str | None, code: str | None) -> bytes:
         'title': phrase,
         'status': status,
         'detail': detail or phrase,
-        'code': code or _CODES.get(status, f'http_{status}'),
+        'code': _CODES.get(status, f'http_{status}'),
     }
     rid = logs.request_id.get()
     if rid is not None:
@@ -54,7 +54,7 @@ def serialize(
 ) -> None:
     """Falcon's error serializer: HTTPError -> problem+json, whatever Accept says."""
     resp.content_type = PROBLEM_JSON
-    resp.data = problem_body(error.status_code, error.description, error.code)
+    resp.data = problem_body(error.status_code, error.description)
 
 
 def unexpected(
@@ -64,9 +64,9 @@ def unexpected(
     log.error('http.unhandled', exc_info=error, extra={'route': req.uri_template})
     resp.status = falcon.HTTP_500
     resp.content_type = PROBLEM_JSON
-    resp.data = problem_body(500, 'The request failed; the log has details.', None)
+    resp.data = problem_body(500, 'The request failed; the log has details.')
 
 
-def install(app: falcon.App) -> None:
+def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.set_error_serializer(serialize)
     app.add_error_handler(Exception, unexpected)

@@ -10,12 +10,14 @@ flight (even half-received ones from slow clients) finish.
 import contextlib
 import socket
 import time
+import typing
 from pathlib import Path
 from typing import Any
 
-import waitress
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer
+from waitress.server import create_server
 from waitress.task import ErrorTask
 
 from jamey.api.problems import PROBLEM_JSON
@@ -30,10 +32,12 @@ class _ProblemErrorTask(ErrorTask):
     """waitress's own errors (oversized or malformed requests) as problem+json."""
 
     def execute(self) -> None:
-        error = self.request.error
-        body = problem_body(error.code, error.body, None)
+        # NOTE: the waitress stubs type ``request`` as the error itself; at
+        # run time it is the parser, which carries the error.
+        error = typing.cast(Any, self.request).error
+        body = problem_body(error.code, error.body)
         self.status = f'{error.code} {error.reason}'
-        self.response_headers.append(('Content-Type', PROBLEM_JSON))
+        self.response_headers = [*self.response_headers, ('Content-Type', PROBLEM_JSON)]
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
@@ -99,7 +103,7 @@ class UnixListener:
         _refuse_if_served(path)
         self._map: dict[int, Any] = {}
         try:
-            self.server = waitress.create_server(
+            server = create_server(
                 app,
                 map=self._map,
                 unix_socket=str(path),
@@ -112,6 +116,9 @@ class UnixListener:
             )
         except OSError as exc:
             raise ListenerError(f'cannot listen on {path}: {exc.strerror}') from None
+        # One listener gives one server, never waitress's multi-socket wrapper.
+        assert isinstance(server, BaseWSGIServer)
+        self.server = server
         self.server.channel_class = _ProblemChannel
         self._accepting = True
         reader, self._wakeup_writer = socket.socketpair()

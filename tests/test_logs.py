@@ -1,0 +1,74 @@
+"""Log lines: JSON for machines, text for people, request ids, no traces."""
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from jamey import logs
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    buffer = io.StringIO()
+    yield buffer
+    logging.getLogger().handlers.clear()
+
+
+def test_json_lines_carry_fields_and_request_id(stream: io.StringIO) -> None:
+    logs.configure('info', 'json', stream)
+    token = logs.request_id.set('rid-7')
+    try:
+        logging.getLogger('jamey.test').info('thing.done', extra={'count': 3})
+    finally:
+        logs.request_id.reset(token)
+    logging.getLogger('jamey.test').debug('hidden')
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    line = json.loads(lines[0])
+    assert line['event'] == 'thing.done'
+    assert line['level'] == 'info'
+    assert line['count'] == 3
+    assert line['request_id'] == 'rid-7'
+    assert line['time'].endswith('Z')
+
+
+def test_exceptions_keep_their_class_not_their_trace(stream: io.StringIO) -> None:
+    logs.configure('info', 'json', stream)
+    try:
+        raise ValueError('/secret/path')
+    except ValueError:
+        logging.getLogger('jamey.test').exception('it.broke')
+    line = json.loads(stream.getvalue())
+    assert line['exception'] == 'ValueError'
+    assert '/secret/path' not in stream.getvalue()
+    assert 'trace' not in line
+
+
+def test_debug_level_adds_the_trace(stream: io.StringIO) -> None:
+    logs.configure('debug', 'json', stream)
+    try:
+        raise ValueError('boom')
+    except ValueError:
+        logging.getLogger('jamey.test').debug('it.broke', exc_info=True)
+    assert 'Traceback' in json.loads(stream.getvalue())['trace']
+
+
+def test_text_format_and_auto(stream: io.StringIO) -> None:
+    logs.configure('info', 'auto', stream)  # not a terminal: JSON
+    logging.getLogger('x').info('a.b')
+    assert json.loads(stream.getvalue())['event'] == 'a.b'
+    text = io.StringIO()
+    logs.configure('info', 'text', text)
+    logging.getLogger('x').warning('c.d', extra={'k': 'v'})
+    assert text.getvalue().split()[1:] == ['warning', 'c.d', 'k=v']
+
+
+def test_set_level_changes_what_is_logged(stream: io.StringIO) -> None:
+    logs.configure('warning', 'json', stream)
+    logging.getLogger('x').info('quiet')
+    logs.set_level('debug')
+    logging.getLogger('x').debug('loud')
+    assert [json.loads(x)['event'] for x in stream.getvalue().splitlines()] == ['loud']
