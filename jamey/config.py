@@ -8,7 +8,6 @@ refuses to start and says why (``jameyd`` exits 78, EX_CONFIG).
 """
 
 import dataclasses
-import difflib
 import math
 import os
 import stat
@@ -19,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from typing import NamedTuple
 
 from jamey.errors import ConfigError
 from jamey.errors import SecretError
@@ -30,8 +30,7 @@ _TRUE = frozenset({'1', 'true', 'yes', 'on'})
 _FALSE = frozenset({'0', 'false', 'no', 'off'})
 
 
-@dataclass(frozen=True)
-class Option:
+class Option(NamedTuple):
     """How one setting is checked, documented and defaulted."""
 
     help: str
@@ -167,8 +166,7 @@ class Settings:
     daemon: DaemonSettings = dataclasses.field(default_factory=DaemonSettings)
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     """One declared setting, as the loader walks them."""
 
     section: str
@@ -322,6 +320,8 @@ def _store(
 
 
 def _hint(name: str, candidates: Mapping[str, Any], prefix: str = '') -> str:
+    import difflib  # noqa: PLC0415 - only when something is wrong
+
     close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
     return f'; did you mean {prefix}{close[0]}?' if close else ''
 

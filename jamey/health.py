@@ -6,13 +6,12 @@ restarts it, and ``/health/detailed`` answers 503. A *degraded* check is worth
 an operator's look but not a restart.
 """
 
-import shutil
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from dataclasses import field
 from pathlib import Path
 from typing import Any
+from typing import NamedTuple
 
 from jamey import __version__
 from jamey.storage import Database
@@ -23,16 +22,14 @@ FAILING = 'failing'
 MIB = 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Check:
+class Check(NamedTuple):
     name: str
     status: str
     critical: bool
-    detail: dict[str, Any] = field(default_factory=dict)
+    detail: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Report:
+class Report(NamedTuple):
     status: str
     checks: list[Check]
 
@@ -41,8 +38,7 @@ class Report:
         return [c.name for c in self.checks if c.status == FAILING]
 
 
-@dataclass(frozen=True)
-class Thresholds:
+class Thresholds(NamedTuple):
     min_free_mb: int
     max_rss_mb: int
 
@@ -101,7 +97,8 @@ class HealthChecks:
 
     def _disk(self) -> Check:
         try:
-            free = shutil.disk_usage(self.state_dir).free
+            fs = os.statvfs(self.state_dir)
+            free = fs.f_bavail * fs.f_frsize
         except OSError as exc:
             return Check('disk', FAILING, True, {'error': exc.strerror})
         threshold = self.thresholds.min_free_mb * MIB

@@ -7,7 +7,6 @@ version intact, and ``PRAGMA user_version`` says which one that is.
 """
 
 import fcntl
-import importlib.resources
 import os
 import re
 import threading
@@ -22,6 +21,8 @@ from jamey.errors import StorageError
 
 DATABASE_NAME = 'jamey.db'
 LOCK_NAME = 'jamey.lock'
+# The package is always installed as files (wheel or editable), never zipped.
+MIGRATIONS_DIR = Path(__file__).parent / 'migrations'
 _MIGRATION_NAME = re.compile(r'^(\d{4})_([a-z0-9_]+)\.sql$')
 
 
@@ -34,9 +35,8 @@ class Migration:
 
 def bundled_migrations() -> list[Migration]:
     """The migrations shipped in ``jamey/migrations``, checked to be 1..N."""
-    folder = importlib.resources.files('jamey') / 'migrations'
     found = []
-    for entry in folder.iterdir():
+    for entry in MIGRATIONS_DIR.iterdir():
         match = _MIGRATION_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text('utf-8')))

@@ -8,6 +8,7 @@ flight (even half-received ones from slow clients) finish.
 """
 
 import contextlib
+import logging
 import socket
 import time
 import typing
@@ -76,6 +77,11 @@ def _refuse_if_served(path: Path) -> None:
     finally:
         probe.close()
     raise ListenerError(f'socket {path} is in use by another process')
+
+
+# waitress warns about every request that waits for a free worker thread: at
+# any real load that is a line per request, all noise and SD-card wear.
+logging.getLogger('waitress.queue').setLevel(logging.ERROR)
 
 
 class UnixListener:

@@ -1,0 +1,207 @@
+"""``scripts/bench startup``: start-up, idle cost and /health throughput.
+
+Every figure is printed beside the peer measured in the same run:
+- start to READY=1, against bench/skeleton.py (imports the runtime
+  dependencies, opens a database and a Unix socket);
+- RSS and wake-ups (context switches of all threads) while idle, with the
+  unit's watchdog interval;
+- GET /health over the Unix socket with 1, 4 and 16 keep-alive clients,
+  against a bare Falcon app under waitress (bench/bare_health.py).
+"""
+
+import argparse
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import load
+
+BENCH = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+@contextmanager
+def scratch() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix='jamey-bench-'))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def jameyd_env(root: Path, **extra: str) -> dict[str, str]:
+    return {
+        'PATH': os.environ.get('PATH', '/usr/bin:/bin'),
+        'JAMEY_STORAGE_STATE_DIR': str(root / 'state'),
+        'JAMEY_API_SOCKET': str(root / 'jamey.sock'),
+        'JAMEY_LOG_FORMAT': 'json',
+        **extra,
+    }
+
+
+def start_until_ready(
+    cmd: list[str], env: dict[str, str], root: Path
+) -> tuple[float, subprocess.Popen[bytes]]:
+    """Seconds from exec to READY=1, and the running process."""
+    notify_path = root / 'notify'
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    notify.settimeout(60)
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd,
+        env={**env, 'NOTIFY_SOCKET': str(notify_path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    while b'READY=1' not in notify.recv(4096).split(b'\n'):
+        pass
+    elapsed = time.perf_counter() - started
+    notify.close()
+    return elapsed, proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def bench_startup(runs: int) -> None:
+    jameyd: list[float] = []
+    skeleton: list[float] = []
+    for _ in range(runs):  # interleaved, so drift hits both alike
+        with scratch() as root:
+            elapsed, proc = start_until_ready(
+                [str(BIN / 'jameyd')], jameyd_env(root), root
+            )
+            jameyd.append(elapsed)
+            stop(proc)
+        with scratch() as root:
+            cmd = [
+                sys.executable,
+                str(BENCH / 'skeleton.py'),
+                str(root),
+                str(root / 'skeleton.sock'),
+            ]
+            elapsed, proc = start_until_ready(cmd, {'PATH': os.environ['PATH']}, root)
+            skeleton.append(elapsed)
+            stop(proc)
+    ours, peer = statistics.median(jameyd), statistics.median(skeleton)
+    print(f'start to READY=1 (median of {runs}, empty state directory)')
+    print(f'  jameyd    {ours * 1000:7.1f} ms')
+    print(f'  skeleton  {peer * 1000:7.1f} ms')
+    print(f'  ratio     {ours / peer:7.2f}x   (target <= 1.2x)\n')
+
+
+def context_switches(pid: int) -> int:
+    total = 0
+    for task in Path(f'/proc/{pid}/task').iterdir():
+        for line in (task / 'status').read_text().splitlines():
+            if line.startswith(
+                ('voluntary_ctxt_switches', 'nonvoluntary_ctxt_switches')
+            ):
+                total += int(line.split()[1])
+    return total
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError('no VmRSS')
+
+
+def bench_idle(seconds: float) -> None:
+    with scratch() as root:
+        # The unit's WatchdogSec=30s: pings every 15 s.
+        env = jameyd_env(root, WATCHDOG_USEC='30000000')
+        _, proc = start_until_ready([str(BIN / 'jameyd')], env, root)
+        before = context_switches(proc.pid)
+        time.sleep(seconds)
+        after = context_switches(proc.pid)
+        rss = rss_mb(proc.pid)
+        threads = len(list(Path(f'/proc/{proc.pid}/task').iterdir()))
+        stop(proc)
+    print(f'idle for {seconds:.0f} s after READY=1 (watchdog 30 s, empty state)')
+    print(f'  RSS         {rss:6.1f} MB   (target <= 48 MB)')
+    print(
+        f'  wake-ups    {(after - before) / seconds:6.2f} /s   (target <= 1/s;'
+        f' {after - before} context switches over {threads} threads)'
+    )
+
+
+def bench_health(clients: list[int], threads: list[int], seconds: float) -> None:
+    print(f'GET /health over the Unix socket, keep-alive, {seconds:.0f} s each')
+    print(
+        '  threads clients   jameyd req/s   p50 ms   p99 ms |'
+        '   bare req/s   p50 ms   p99 ms | ratio'
+    )
+    for count in threads:
+        with scratch() as root:
+            env = jameyd_env(root, JAMEY_API_THREADS=str(count))
+            _, ours = start_until_ready([str(BIN / 'jameyd')], env, root)
+            bare_sock = root / 'bare.sock'
+            peer = subprocess.Popen(
+                [
+                    sys.executable,
+                    str(BENCH / 'bare_health.py'),
+                    str(bare_sock),
+                    str(count),
+                ]
+            )
+            while not bare_sock.exists():
+                time.sleep(0.05)
+            try:
+                for n in clients:
+                    a = load.run(str(root / 'jamey.sock'), '/health', n, seconds)
+                    b = load.run(str(bare_sock), '/health', n, seconds)
+                    print(
+                        f'  {count:7d} {n:7d}   {a.columns()} | {b.columns()}'
+                        f' | {a.rate / b.rate:5.2f}x'
+                    )
+            finally:
+                stop(ours)
+                stop(peer)
+    print('  (targets: ratio >= 0.8x; p99 < 1 ms at 4 clients)\n')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--runs', type=int, default=15)
+    parser.add_argument('--idle-seconds', type=float, default=60.0)
+    parser.add_argument('--load-seconds', type=float, default=5.0)
+    parser.add_argument(
+        '--threads',
+        default='1,2,4',
+        help='comma-separated waitress thread counts to compare',
+    )
+    parser.add_argument(
+        '--parts',
+        default='ready,health,idle',
+        help='comma-separated parts to run: ready, health, idle',
+    )
+    args = parser.parse_args()
+    parts = args.parts.split(',')
+    if 'ready' in parts:
+        bench_startup(args.runs)
+    if 'health' in parts:
+        threads = [int(t) for t in args.threads.split(',')]
+        bench_health([1, 4, 16], threads, args.load_seconds)
+    if 'idle' in parts:
+        bench_idle(args.idle_seconds)
+
+
+if __name__ == '__main__':
+    main()
