@@ -58,26 +58,16 @@ def _duration(seconds: float) -> str:
     return ' '.join([*parts, f'{minutes}m', f'{secs}s'])
 
 
-def cmd_status(args: argparse.Namespace, client: Client) -> int:
-    reply = client.request('GET', '/health/detailed')
-    doc = reply.document
-    if not isinstance(doc, dict) or 'checks' not in doc:
-        return _refused(args, reply)
+def _status_text(doc: dict[str, Any], path: Path) -> str:
     failing = [n for n, c in doc['checks'].items() if c['status'] != 'ok']
-    human = (
-        f'jameyd {doc["version"]} at {client.path}: {doc["status"]}'
+    return (
+        f'jameyd {doc["version"]} at {path}: {doc["status"]}'
         f' (up {_duration(doc["uptime_s"])})'
         + (f'; not ok: {", ".join(failing)}' if failing else '')
     )
-    _emit(args, doc, human)
-    return EX_OK if reply.status == 200 else EX_REFUSED
 
 
-def cmd_health(args: argparse.Namespace, client: Client) -> int:
-    reply = client.request('GET', '/health/detailed')
-    doc = reply.document
-    if not isinstance(doc, dict) or 'checks' not in doc:
-        return _refused(args, reply)
+def _health_text(doc: dict[str, Any], path: Path) -> str:
     lines = [f'{doc["status"]}']
     for name, check in doc['checks'].items():
         facts = ', '.join(
@@ -85,8 +75,29 @@ def cmd_health(args: argparse.Namespace, client: Client) -> int:
         )
         mark = ' (critical)' if check['critical'] else ''
         lines.append(f'  {name:10} {check["status"]:9}{mark} {facts}'.rstrip())
-    _emit(args, doc, '\n'.join(lines))
+    return '\n'.join(lines)
+
+
+def _health_report(
+    args: argparse.Namespace,
+    client: Client,
+    render: Callable[[dict[str, Any], Path], str],
+) -> int:
+    """Both status and health read /health/detailed; unhealthy exits 1."""
+    reply = client.request('GET', '/health/detailed')
+    doc = reply.document
+    if not isinstance(doc, dict) or 'checks' not in doc:
+        return _refused(args, reply)
+    _emit(args, doc, render(doc, client.path))
     return EX_OK if reply.status == 200 else EX_REFUSED
+
+
+def cmd_status(args: argparse.Namespace, client: Client) -> int:
+    return _health_report(args, client, _status_text)
+
+
+def cmd_health(args: argparse.Namespace, client: Client) -> int:
+    return _health_report(args, client, _health_text)
 
 
 def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -70,10 +70,13 @@ def _refuse_if_served(path: Path) -> None:
     if not path.exists():
         return
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
     try:
         probe.connect(str(path))
-    except OSError:
-        return
+    except (ConnectionRefusedError, FileNotFoundError):
+        return  # nobody listens: what a killed daemon leaves behind
+    except OSError as exc:
+        raise ListenerError(f'socket {path} cannot be checked: {exc}') from None
     finally:
         probe.close()
     raise ListenerError(f'socket {path} is in use by another process')
