@@ -27,3 +27,7 @@ class MigrationError(StorageError):
 
 class StateLockedError(StorageError):
     """Another jameyd holds the state directory."""
+
+
+class RuleError(JameyError):
+    """A conscience rule cannot be compiled (bad weight, a phrase without words)."""

@@ -5,12 +5,18 @@
 
 use pyo3::prelude::*;
 
+mod error;
+mod py_scoring;
+mod scoring;
 mod version;
 
 /// The native core of Jamey. See `jamey/_core.pyi` for the typed surface.
 #[pymodule(gil_used = false)]
 pub mod _core {
     use pyo3::prelude::*;
+
+    #[pymodule_export]
+    use crate::py_scoring::Scorer;
 
     /// The version of the native extension.
     ///

@@ -1,0 +1,16 @@
+//! The one place where Rust errors become Python exceptions.
+//!
+//! The exception classes are defined once, in `jamey/errors.py`; Rust imports
+//! them, so Python code catches the same classes whichever side failed.
+
+use pyo3::PyErr;
+
+use crate::scoring::RuleSetError;
+
+pyo3::import_exception!(jamey.errors, RuleError);
+
+impl From<RuleSetError> for PyErr {
+    fn from(error: RuleSetError) -> PyErr {
+        RuleError::new_err(error.to_string())
+    }
+}

@@ -1,0 +1,483 @@
+//! The conscience's hot path: judge a text against weighted rules.
+//!
+//! Text and phrases are normalised the same way (NFKC, case folding, word
+//! tokens, English stemming) and phrases are matched as runs of stems, so
+//! "harming" matches the phrase "harm" and "harmony" does not. A negator in
+//! the three tokens before a match, within the same sentence, flips it: "I
+//! will not hurt them" affirms the rule that "hurt" violates.
+//!
+//! All phrases of all rules live in one trie keyed by stem ids, and the text
+//! is walked once: the cost depends on the text, not on the number of rules.
+//! The Python oracle in `tests/conscience_oracle.py` implements the same
+//! algorithm step by step; keep the two in agreement.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use rust_stemmers::{Algorithm, Stemmer};
+use unicode_general_category::{get_general_category, GeneralCategory};
+use unicode_normalization::UnicodeNormalization;
+
+/// How many tokens before a match a negator may stand and still flip it.
+pub const NEGATION_WINDOW: usize = 3;
+
+/// Words that flip the polarity of a phrase that follows them closely.
+/// Any token ending in "n't" ("don't", "won't") is a negator too.
+const NEGATORS: &[&str] = &[
+    "not", "no", "never", "without", "nor", "neither", "none", "nobody", "nothing", "nowhere",
+    "cannot", "n't",
+];
+
+const ROOT: u32 = 0;
+
+/// A rule as the store hands it over: only enabled rules are compiled.
+#[derive(Debug, Clone)]
+pub struct RuleSpec {
+    pub name: String,
+    pub weight: f64,
+    pub violations: Vec<String>,
+    pub affirmations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Polarity {
+    Violation,
+    Affirmation,
+}
+
+impl Polarity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Polarity::Violation => "violation",
+            Polarity::Affirmation => "affirmation",
+        }
+    }
+
+    fn flipped(self) -> Polarity {
+        match self {
+            Polarity::Violation => Polarity::Affirmation,
+            Polarity::Affirmation => Polarity::Violation,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Review,
+    Deny,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Review => "review",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+/// One phrase found in the text: which rule, which phrase, where.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub rule: usize,
+    /// The polarity after negation.
+    pub polarity: Polarity,
+    /// The phrase as the rule wrote it.
+    pub phrase: usize,
+    /// Character (code point) offsets into the original text.
+    pub start: usize,
+    pub end: usize,
+    pub negated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub score: f64,
+    pub verdict: Verdict,
+    pub findings: Vec<Finding>,
+}
+
+/// Why a rule set cannot be compiled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuleSetError {
+    Weight { rule: String },
+    EmptyPhrase { rule: String, phrase: String },
+}
+
+impl fmt::Display for RuleSetError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleSetError::Weight { rule } => {
+                write!(f, "rule {rule}: weight must be a finite number above 0")
+            }
+            RuleSetError::EmptyPhrase { rule, phrase } => {
+                write!(f, "rule {rule}: phrase {phrase:?} has no words")
+            }
+        }
+    }
+}
+
+/// A token of text: its place in the original, its stem, its role.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Token {
+    pub stem: String,
+    pub start: usize,
+    pub end: usize,
+    /// Sentences are numbered; negation does not cross them.
+    pub sentence: u32,
+    pub negator: bool,
+}
+
+fn is_word_char(c: char) -> bool {
+    use GeneralCategory::*;
+    matches!(
+        get_general_category(c),
+        UppercaseLetter
+            | LowercaseLetter
+            | TitlecaseLetter
+            | ModifierLetter
+            | OtherLetter
+            | NonspacingMark
+            | SpacingMark
+            | EnclosingMark
+            | DecimalNumber
+            | LetterNumber
+            | OtherNumber
+    )
+}
+
+fn is_apostrophe(c: char) -> bool {
+    c == '\'' || c == '\u{2019}'
+}
+
+fn ends_sentence(c: char) -> bool {
+    matches!(c, '.' | '!' | '?' | ';')
+}
+
+/// NFKC and full case folding, with the typographic apostrophe made plain.
+pub fn normalize(word: &str) -> String {
+    if word.is_ascii() {
+        return word.to_ascii_lowercase();
+    }
+    let plain: String = word
+        .chars()
+        .map(|c| if c == '\u{2019}' { '\'' } else { c })
+        .collect();
+    let composed: String = plain.nfkc().collect();
+    caseless::default_case_fold_str(&composed)
+}
+
+fn is_negator(normalized: &str) -> bool {
+    normalized.ends_with("n't") || NEGATORS.contains(&normalized)
+}
+
+/// Split text into word tokens with character offsets and stems.
+///
+/// A word is a run of letters, marks and numbers; an apostrophe between two
+/// such characters belongs to the word ("don't" is one token).
+pub fn tokenize(text: &str, stemmer: &Stemmer) -> Vec<Token> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut tokens = Vec::new();
+    let mut sentence = 0u32;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        if !is_word_char(c) {
+            if ends_sentence(c) {
+                sentence += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let start = i;
+        i += 1;
+        while i < chars.len() {
+            let joins =
+                is_apostrophe(chars[i]) && i + 1 < chars.len() && is_word_char(chars[i + 1]);
+            if is_word_char(chars[i]) || joins {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+        let raw: String = chars[start..i].iter().collect();
+        let normalized = normalize(&raw);
+        tokens.push(Token {
+            stem: stemmer.stem(&normalized).into_owned(),
+            start,
+            end: i,
+            sentence,
+            negator: is_negator(&normalized),
+        });
+    }
+    tokens
+}
+
+#[derive(Debug, Clone)]
+struct Terminal {
+    rule: usize,
+    phrase: usize,
+    polarity: Polarity,
+}
+
+#[derive(Debug)]
+struct CompiledRule {
+    weight: f64,
+}
+
+/// An immutable, compiled rule set. Changing rules means building a new one.
+pub struct Scorer {
+    rules: Vec<CompiledRule>,
+    deny_weight: f64,
+    stems: HashMap<String, u32>,
+    edges: HashMap<(u32, u32), u32>,
+    terminals: HashMap<u32, Vec<Terminal>>,
+    stemmer: Stemmer,
+}
+
+impl fmt::Debug for Scorer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Scorer")
+            .field("rules", &self.rules.len())
+            .field("stems", &self.stems.len())
+            .field("nodes", &(self.edges.len() + 1))
+            .finish()
+    }
+}
+
+impl Scorer {
+    /// Compile rules into one trie of stem sequences.
+    ///
+    /// A rule's phrases are numbered violations first, then affirmations.
+    pub fn new(rules: &[RuleSpec], deny_weight: f64) -> Result<Scorer, RuleSetError> {
+        let stemmer = Stemmer::create(Algorithm::English);
+        let mut scorer = Scorer {
+            rules: Vec::with_capacity(rules.len()),
+            deny_weight,
+            stems: HashMap::new(),
+            edges: HashMap::new(),
+            terminals: HashMap::new(),
+            stemmer,
+        };
+        for (index, rule) in rules.iter().enumerate() {
+            if !(rule.weight.is_finite() && rule.weight > 0.0) {
+                return Err(RuleSetError::Weight {
+                    rule: rule.name.clone(),
+                });
+            }
+            scorer.rules.push(CompiledRule {
+                weight: rule.weight,
+            });
+            let phrases = rule
+                .violations
+                .iter()
+                .map(|p| (p, Polarity::Violation))
+                .chain(rule.affirmations.iter().map(|p| (p, Polarity::Affirmation)));
+            for (phrase_index, (phrase, polarity)) in phrases.enumerate() {
+                scorer.insert(&rule.name, index, phrase_index, phrase, polarity)?;
+            }
+        }
+        Ok(scorer)
+    }
+
+    fn insert(
+        &mut self,
+        rule_name: &str,
+        rule: usize,
+        phrase: usize,
+        text: &str,
+        polarity: Polarity,
+    ) -> Result<(), RuleSetError> {
+        let tokens = tokenize(text, &self.stemmer);
+        if tokens.is_empty() {
+            return Err(RuleSetError::EmptyPhrase {
+                rule: rule_name.to_owned(),
+                phrase: text.to_owned(),
+            });
+        }
+        let mut node = ROOT;
+        for token in tokens {
+            let next_stem = self.stems.len() as u32;
+            let stem = *self.stems.entry(token.stem).or_insert(next_stem);
+            let next_node = self.edges.len() as u32 + 1;
+            node = *self.edges.entry((node, stem)).or_insert(next_node);
+        }
+        self.terminals.entry(node).or_default().push(Terminal {
+            rule,
+            phrase,
+            polarity,
+        });
+        Ok(())
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Judge a text: every phrase found, each rule's net, the verdict.
+    pub fn evaluate(&self, text: &str) -> Evaluation {
+        let tokens = tokenize(text, &self.stemmer);
+        let ids: Vec<Option<u32>> = tokens
+            .iter()
+            .map(|t| self.stems.get(&t.stem).copied())
+            .collect();
+        let mut findings = Vec::new();
+        for start in 0..tokens.len() {
+            let mut node = ROOT;
+            for end in start..tokens.len() {
+                let Some(next) = ids[end].and_then(|id| self.edges.get(&(node, id))) else {
+                    break;
+                };
+                node = *next;
+                if let Some(terminals) = self.terminals.get(&node) {
+                    let negated = is_negated(&tokens, start);
+                    for terminal in terminals {
+                        findings.push(Finding {
+                            rule: terminal.rule,
+                            polarity: if negated {
+                                terminal.polarity.flipped()
+                            } else {
+                                terminal.polarity
+                            },
+                            phrase: terminal.phrase,
+                            start: tokens[start].start,
+                            end: tokens[end].end,
+                            negated,
+                        });
+                    }
+                }
+            }
+        }
+        self.judge(findings)
+    }
+
+    fn judge(&self, findings: Vec<Finding>) -> Evaluation {
+        let mut nets = vec![0i64; self.rules.len()];
+        for finding in &findings {
+            nets[finding.rule] += match finding.polarity {
+                Polarity::Affirmation => 1,
+                Polarity::Violation => -1,
+            };
+        }
+        let mut score = 0.0;
+        let mut verdict = Verdict::Allow;
+        for (rule, net) in self.rules.iter().zip(nets) {
+            let net = net.clamp(-1, 1);
+            score += rule.weight * net as f64;
+            if net < 0 {
+                if rule.weight >= self.deny_weight {
+                    verdict = Verdict::Deny;
+                } else if verdict == Verdict::Allow {
+                    verdict = Verdict::Review;
+                }
+            }
+        }
+        Evaluation {
+            score,
+            verdict,
+            findings,
+        }
+    }
+}
+
+fn is_negated(tokens: &[Token], start: usize) -> bool {
+    let sentence = tokens[start].sentence;
+    tokens[start.saturating_sub(NEGATION_WINDOW)..start]
+        .iter()
+        .any(|t| t.negator && t.sentence == sentence)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(name: &str, weight: f64, violations: &[&str], affirmations: &[&str]) -> RuleSpec {
+        RuleSpec {
+            name: name.into(),
+            weight,
+            violations: violations.iter().map(|s| s.to_string()).collect(),
+            affirmations: affirmations.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    fn scorer() -> Scorer {
+        Scorer::new(
+            &[
+                rule("no-harm", 10.0, &["hurt", "kill"], &["help", "protect"]),
+                rule("truth", 8.0, &["lie", "deceive"], &["tell the truth"]),
+                rule("tidy", 2.0, &["make a mess"], &[]),
+            ],
+            8.0,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn stems_match_inflections_and_offsets_are_characters() {
+        let result = scorer().evaluate("Élodie is hurting them");
+        assert_eq!(result.verdict, Verdict::Deny);
+        assert_eq!(result.score, -10.0);
+        let finding = &result.findings[0];
+        assert_eq!((finding.start, finding.end), (10, 17));
+        assert_eq!(finding.polarity, Polarity::Violation);
+    }
+
+    #[test]
+    fn negation_flips_within_three_tokens_and_one_sentence() {
+        let result = scorer().evaluate("I will not lie to you");
+        assert_eq!(result.verdict, Verdict::Allow);
+        assert_eq!(result.score, 8.0);
+        assert!(result.findings[0].negated);
+        let far = scorer().evaluate("not ever at all lie");
+        assert_eq!(far.verdict, Verdict::Deny);
+        let other_sentence = scorer().evaluate("No. I will hurt you");
+        assert_eq!(other_sentence.verdict, Verdict::Deny);
+        let contraction = scorer().evaluate("I won\u{2019}t hurt you");
+        assert_eq!(contraction.verdict, Verdict::Allow);
+    }
+
+    #[test]
+    fn multi_word_phrases_and_light_rules_review() {
+        let result = scorer().evaluate("they will MAKE A MESS, and tell the truth");
+        assert_eq!(result.verdict, Verdict::Review);
+        assert_eq!(result.score, 8.0 - 2.0);
+        assert_eq!(result.findings.len(), 2);
+    }
+
+    #[test]
+    fn nets_are_clamped_per_rule() {
+        let result = scorer().evaluate("kill kill kill, help");
+        assert_eq!(result.score, -10.0);
+        assert_eq!(result.findings.len(), 4);
+    }
+
+    #[test]
+    fn harmony_is_not_harm_and_substrings_do_not_match() {
+        let result = scorer().evaluate("skill and whelps hurtle");
+        assert!(result.findings.is_empty(), "{:?}", result.findings);
+    }
+
+    #[test]
+    fn bad_rules_are_refused() {
+        assert!(matches!(
+            Scorer::new(&[rule("x", f64::NAN, &["a"], &[])], 8.0),
+            Err(RuleSetError::Weight { .. })
+        ));
+        assert!(matches!(
+            Scorer::new(&[rule("x", 1.0, &["!!"], &[])], 8.0),
+            Err(RuleSetError::EmptyPhrase { .. })
+        ));
+    }
+
+    #[test]
+    fn tokens_keep_apostrophes_inside_words_only() {
+        let stemmer = Stemmer::create(Algorithm::English);
+        let tokens = tokenize("'don't' ﬁsh", &stemmer);
+        let stems: Vec<&str> = tokens.iter().map(|t| t.stem.as_str()).collect();
+        assert_eq!(stems, ["don't", "fish"]);
+        assert!(tokens[0].negator);
+        assert_eq!((tokens[1].start, tokens[1].end), (8, 11));
+    }
+}
