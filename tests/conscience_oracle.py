@@ -119,15 +119,14 @@ def evaluate(
         for end in range(start, len(tokens)):
             span = stems[start : end + 1]
             ending_here = [p for p in phrases if p[4] == span]
-            for index, _, phrase, polarity, _ in sorted(
+            for index, _, phrase, written, _ in sorted(
                 ending_here, key=lambda p: p[:2]
             ):
                 negated = any(
                     t.negator and t.sentence == tokens[start].sentence
                     for t in tokens[max(0, start - NEGATION_WINDOW) : start]
                 )
-                if negated:
-                    polarity = 'affirmation' if polarity == 'violation' else 'violation'
+                polarity = FLIPPED[written] if negated else written
                 findings.append(
                     (
                         rules[index].name,
