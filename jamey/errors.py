@@ -31,3 +31,32 @@ class StateLockedError(StorageError):
 
 class RuleError(JameyError):
     """A conscience rule cannot be compiled (bad weight, a phrase without words)."""
+
+
+class InputError(JameyError):
+    """Input that breaks a rule of the API; names the field and a stable code.
+
+    Capability modules raise it, so the HTTP API and MQTT report the same
+    field and code for the same mistake.
+    """
+
+    def __init__(self, field: str, code: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.code = code
+
+
+class NotFoundError(JameyError):
+    """The named thing does not exist."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class ConflictError(JameyError):
+    """The named thing exists already."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

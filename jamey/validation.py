@@ -1,0 +1,86 @@
+"""Checks shared by every input path (API, MQTT, CLI), each naming its field.
+
+They raise InputError with a stable ``code`` so clients can branch on it
+whichever way a request arrived.
+"""
+
+import math
+import re
+from collections.abc import Iterable
+from collections.abc import Mapping
+from typing import Any
+
+from jamey.errors import InputError
+
+# C0 and C1 control characters, DEL, and the Unicode line/paragraph
+# separators; tab and newline are ordinary text.
+_CONTROL = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]')
+SLUG = re.compile(r'[a-z0-9][a-z0-9-]{0,63}')
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InputError('', 'wrong_type', 'The body must be a JSON object.')
+    return body
+
+
+def reject_unknown(body: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    unknown = sorted(set(body) - set(allowed))
+    if unknown:
+        raise InputError(unknown[0], 'unknown_field', f'Unknown field {unknown[0]!r}.')
+
+
+def text(field: str, value: Any, max_chars: int, *, required: bool = True) -> str:
+    """A string of 1..max_chars characters without control characters."""
+    if not isinstance(value, str):
+        raise InputError(field, 'wrong_type', f'{field} must be a string.')
+    if required and not value.strip():
+        raise InputError(field, 'empty', f'{field} must not be empty.')
+    if len(value) > max_chars:
+        raise InputError(
+            field, 'too_long', f'{field} is longer than {max_chars} characters.'
+        )
+    if _CONTROL.search(value):
+        raise InputError(
+            field, 'control_characters', f'{field} contains control characters.'
+        )
+    return value
+
+
+def slug(field: str, value: Any) -> str:
+    if not isinstance(value, str) or not SLUG.fullmatch(value):
+        raise InputError(
+            field,
+            'invalid_name',
+            f'{field} must match {SLUG.pattern} (lower-case letters, digits, dashes).',
+        )
+    return value
+
+
+def number(field: str, value: Any, minimum_exclusive: float, maximum: float) -> float:
+    # bool is an int in Python, never a number in JSON.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InputError(field, 'wrong_type', f'{field} must be a number.')
+    if not math.isfinite(value) or not minimum_exclusive < value <= maximum:
+        raise InputError(
+            field,
+            'out_of_range',
+            f'{field} must be above {minimum_exclusive:g} and at most {maximum:g}.',
+        )
+    return float(value)
+
+
+def boolean(field: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(field, 'wrong_type', f'{field} must be true or false.')
+    return value
+
+
+def text_list(field: str, value: Any, max_items: int, max_chars: int) -> list[str]:
+    if not isinstance(value, list):
+        raise InputError(field, 'wrong_type', f'{field} must be a list of strings.')
+    if len(value) > max_items:
+        raise InputError(
+            field, 'too_many', f'{field} has more than {max_items} entries.'
+        )
+    return [text(f'{field}[{i}]', item, max_chars) for i, item in enumerate(value)]
