@@ -133,6 +133,17 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class ConscienceSettings:
+    deny_weight: float = setting(
+        8.0,
+        'A net-violated rule at least this heavy denies; lighter ones ask review',
+        minimum=0.001,
+        maximum=100.0,
+        live=True,
+    )
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = setting(
         'info',
@@ -162,6 +173,9 @@ class Settings:
     storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
     health: HealthSettings = dataclasses.field(default_factory=HealthSettings)
+    conscience: ConscienceSettings = dataclasses.field(
+        default_factory=ConscienceSettings
+    )
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
     daemon: DaemonSettings = dataclasses.field(default_factory=DaemonSettings)
 

@@ -6,6 +6,9 @@ from typing import Any
 import falcon
 
 from jamey.api import problems
+from jamey.api.conscience import Evaluate
+from jamey.api.conscience import RuleItem
+from jamey.api.conscience import Rules
 from jamey.api.health import Detailed
 from jamey.api.health import Liveness
 from jamey.api.health import Root
@@ -13,20 +16,24 @@ from jamey.api.middleware import BodyLimit
 from jamey.api.middleware import RequestContext
 from jamey.api.openapi import OpenApi
 from jamey.api.openapi import build_document
+from jamey.conscience import Conscience
 from jamey.health import HealthChecks
 
 
-def routes(health: HealthChecks) -> dict[str, Any]:
+def routes(health: HealthChecks, conscience: Conscience) -> dict[str, Any]:
     """The route table: each path served (but the document) and its resource."""
     return {
         '/': Root(),
         '/health': Liveness(),
         '/health/detailed': Detailed(health),
+        '/evaluate': Evaluate(conscience),
+        '/rules': Rules(conscience),
+        '/rules/{name}': RuleItem(conscience),
     }
 
 
 def create_app(
-    health: HealthChecks, max_body_bytes: int
+    health: HealthChecks, conscience: Conscience, max_body_bytes: int
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the WSGI app from the capabilities it adapts; no globals."""
     # NOTE: Falcon reads the system's MIME tables for static files, which
@@ -36,7 +43,7 @@ def create_app(
     middleware: list[Any] = [RequestContext(), BodyLimit(max_body_bytes)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    table = routes(health)
+    table = routes(health, conscience)
     classes = {path: type(resource) for path, resource in table.items()}
     table['/openapi.json'] = OpenApi(
         build_document({**classes, '/openapi.json': OpenApi})

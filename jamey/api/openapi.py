@@ -33,6 +33,9 @@ _PROBLEM_RESPONSE = {
 }
 
 
+_METHODS = frozenset({'get', 'put', 'post', 'delete', 'patch', 'head', 'options'})
+
+
 def build_document(routes: dict[str, type]) -> dict[str, Any]:
     """Assemble paths and components from each resource class's declarations."""
     paths: dict[str, Any] = {}
@@ -40,9 +43,11 @@ def build_document(routes: dict[str, type]) -> dict[str, Any]:
     for path, resource in routes.items():
         spec = resource.spec  # type: ignore[attr-defined]
         operations = {}
-        for method, operation in spec.items():
-            responses = {**operation['responses'], 'default': _PROBLEM_RESPONSE}
-            operations[method] = {**operation, 'responses': responses}
+        for key, value in spec.items():
+            if key in _METHODS:
+                responses = {**value['responses'], 'default': _PROBLEM_RESPONSE}
+                value = {**value, 'responses': responses}  # noqa: PLW2901
+            operations[key] = value
         paths[path] = operations
         schemas.update(resource.schemas)  # type: ignore[attr-defined]
     return {

@@ -12,6 +12,9 @@ from typing import Any
 import falcon
 
 from jamey import logs
+from jamey.errors import ConflictError
+from jamey.errors import InputError
+from jamey.errors import NotFoundError
 
 PROBLEM_JSON = 'application/problem+json'
 log = logging.getLogger('jamey.api')
@@ -25,6 +28,7 @@ _CODES = {
     411: 'length_required',
     413: 'body_too_large',
     415: 'unsupported_media_type',
+    422: 'invalid_input',
     429: 'rate_limited',
     431: 'headers_too_large',
     500: 'internal_error',
@@ -33,7 +37,20 @@ _CODES = {
 }
 
 
-def problem_body(status: int, detail: str | None) -> bytes:
+class Problem(falcon.HTTPError):
+    """An error with a stable code, and the request field it is about."""
+
+    def __init__(
+        self, status: int, code: str, detail: str, field: str | None = None
+    ) -> None:
+        super().__init__(status, description=detail)
+        self.problem_code = code
+        self.field = field
+
+
+def problem_body(
+    status: int, detail: str | None, code: str | None = None, field: str | None = None
+) -> bytes:
     """The problem document for a status, shared with the listener's own errors."""
     phrase = HTTPStatus(status).phrase
     document: dict[str, Any] = {
@@ -41,8 +58,10 @@ def problem_body(status: int, detail: str | None) -> bytes:
         'title': phrase,
         'status': status,
         'detail': detail or phrase,
-        'code': _CODES.get(status, f'http_{status}'),
+        'code': code or _CODES.get(status, f'http_{status}'),
     }
+    if field is not None:
+        document['field'] = field
     rid = logs.request_id.get()
     if rid is not None:
         document['request_id'] = rid
@@ -54,7 +73,31 @@ def serialize(
 ) -> None:
     """Falcon's error serializer: HTTPError -> problem+json, whatever Accept says."""
     resp.content_type = PROBLEM_JSON
-    resp.data = problem_body(error.status_code, error.description)
+    resp.data = problem_body(
+        error.status_code,
+        error.description,
+        getattr(error, 'problem_code', None),
+        getattr(error, 'field', None),
+    )
+
+
+def _from_input(
+    req: falcon.Request, resp: falcon.Response, error: InputError, params: Any
+) -> None:
+    status = 400 if error.code == 'invalid_json' else 422
+    raise Problem(status, error.code, str(error), error.field)
+
+
+def _from_not_found(
+    req: falcon.Request, resp: falcon.Response, error: NotFoundError, params: Any
+) -> None:
+    raise Problem(404, error.code, str(error))
+
+
+def _from_conflict(
+    req: falcon.Request, resp: falcon.Response, error: ConflictError, params: Any
+) -> None:
+    raise Problem(409, error.code, str(error))
 
 
 def unexpected(
@@ -70,3 +113,7 @@ def unexpected(
 def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.set_error_serializer(serialize)
     app.add_error_handler(Exception, unexpected)
+    # Capability modules raise these; the API only maps them to statuses.
+    app.add_error_handler(InputError, _from_input)
+    app.add_error_handler(NotFoundError, _from_not_found)
+    app.add_error_handler(ConflictError, _from_conflict)

@@ -3,9 +3,9 @@
 Start: lock the state directory, open and migrate the database, build the
 app, listen, then ``READY=1``. One main loop turns the listener and, when
 systemd asks for a watchdog, pings it at half the interval, only while the
-critical health checks pass. SIGHUP reloads what can change live; SIGTERM
-and SIGINT stop accepting, let requests in flight finish within the grace
-period, close storage and remove the socket.
+critical health checks pass. SIGHUP reloads what can change live and
+recompiles the rules; SIGTERM and SIGINT stop accepting, let requests in
+flight finish within the grace period, close storage and remove the socket.
 """
 
 import logging
@@ -19,6 +19,7 @@ from jamey import __version__
 from jamey import config
 from jamey import logs
 from jamey.api import create_app
+from jamey.conscience import Conscience
 from jamey.daemon.listener import UnixListener
 from jamey.daemon.systemd import Notifier
 from jamey.daemon.systemd import watchdog_interval
@@ -86,8 +87,9 @@ class Daemon:
         self.health = HealthChecks(
             self._db, state_dir, _thresholds(self.settings), clock=self._clock
         )
+        self.conscience = Conscience(self._db, self.settings.conscience.deny_weight)
         api = self.settings.api
-        app = create_app(self.health, api.max_body_bytes)
+        app = create_app(self.health, self.conscience, api.max_body_bytes)
         self._listener = UnixListener(
             app,
             api.socket,
@@ -160,6 +162,7 @@ class Daemon:
             self.settings, restart = config.merge_live(self.settings, loaded)
             logs.set_level(self.settings.log.level)
             self.health.thresholds = _thresholds(self.settings)
+            self.conscience.reload(self.settings.conscience.deny_weight)
             log.info('config.reloaded', extra={'restart_needed': restart})
         self.notifier.notify('READY=1', self._status_line(self._last_status))
 

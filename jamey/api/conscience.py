@@ -1,0 +1,241 @@
+"""``/evaluate`` and ``/rules``: thin adapters over jamey.conscience."""
+
+from typing import Any
+from typing import ClassVar
+
+import falcon
+
+from jamey import conscience
+from jamey import validation
+from jamey.api.body import read_json
+from jamey.conscience import Conscience
+from jamey.errors import InputError
+
+MAX_ENTITY_CHARS = 100
+_JSON = 'application/json'
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {'$ref': f'#/components/schemas/{name}'}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {'description': description, 'content': {_JSON: {'schema': schema}}}
+
+
+_PHRASES = {
+    'type': 'array',
+    'maxItems': conscience.MAX_PHRASES,
+    'items': {
+        'type': 'string',
+        'minLength': 1,
+        'maxLength': conscience.MAX_PHRASE_CHARS,
+    },
+}
+_RULE_FIELDS: dict[str, Any] = {
+    'name': {'type': 'string', 'pattern': f'^{validation.SLUG.pattern}$'},
+    'description': {
+        'type': 'string',
+        'minLength': 1,
+        'maxLength': conscience.MAX_DESCRIPTION_CHARS,
+    },
+    'weight': {
+        'type': 'number',
+        'exclusiveMinimum': 0,
+        'maximum': conscience.MAX_WEIGHT,
+    },
+    'violations': _PHRASES,
+    'affirmations': _PHRASES,
+    'enabled': {'type': 'boolean'},
+}
+SCHEMAS: dict[str, Any] = {
+    'EvaluateRequest': {
+        'type': 'object',
+        'additionalProperties': False,
+        'required': ['action'],
+        'properties': {
+            'action': {
+                'type': 'string',
+                'minLength': 1,
+                'maxLength': conscience.MAX_ACTION_CHARS,
+            },
+            'entity': {'type': 'string', 'minLength': 1, 'maxLength': MAX_ENTITY_CHARS},
+        },
+    },
+    'Finding': {
+        'type': 'object',
+        'required': ['rule', 'polarity', 'phrase', 'start', 'end', 'negated'],
+        'properties': {
+            'rule': {'type': 'string'},
+            'polarity': {'type': 'string', 'enum': ['violation', 'affirmation']},
+            'phrase': {'type': 'string'},
+            'start': {'type': 'integer', 'minimum': 0},
+            'end': {'type': 'integer', 'minimum': 0},
+            'negated': {'type': 'boolean'},
+        },
+    },
+    'Evaluation': {
+        'type': 'object',
+        'required': ['action', 'score', 'verdict', 'findings', 'rules_version'],
+        'properties': {
+            'action': {'type': 'string'},
+            'entity': {'type': 'string'},
+            'score': {'type': 'number'},
+            'verdict': {'type': 'string', 'enum': ['allow', 'review', 'deny']},
+            'findings': {'type': 'array', 'items': _ref('Finding')},
+            'rules_version': {'type': 'integer'},
+        },
+    },
+    'RuleInput': {
+        'type': 'object',
+        'additionalProperties': False,
+        'required': ['name', 'description', 'weight'],
+        'properties': _RULE_FIELDS,
+    },
+    'RuleChange': {
+        'type': 'object',
+        'additionalProperties': False,
+        'minProperties': 1,
+        'properties': _RULE_FIELDS,
+    },
+    'Rule': {
+        'type': 'object',
+        'required': [*_RULE_FIELDS, 'created_at', 'updated_at'],
+        'properties': {
+            **_RULE_FIELDS,
+            'created_at': {'type': 'string'},
+            'updated_at': {'type': 'string'},
+            'rules_version': {'type': 'integer'},
+            'warnings': {'type': 'array', 'items': {'type': 'string'}},
+        },
+    },
+    'RuleList': {
+        'type': 'object',
+        'required': ['rules', 'rules_version'],
+        'properties': {
+            'rules': {'type': 'array', 'items': _ref('Rule')},
+            'rules_version': {'type': 'integer'},
+        },
+    },
+}
+_NAME_PARAMETER = {
+    'name': 'name',
+    'in': 'path',
+    'required': True,
+    'schema': {'type': 'string', 'maxLength': 64},
+}
+
+
+class Evaluate:
+    """``POST /evaluate``: judge an action against the rules."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        'post': {
+            'summary': 'Judge an action against the conscience',
+            'operationId': 'evaluate',
+            'requestBody': {
+                'required': True,
+                'content': {_JSON: {'schema': _ref('EvaluateRequest')}},
+            },
+            'responses': {'200': _json('The verdict and why', _ref('Evaluation'))},
+        }
+    }
+    schemas: ClassVar[dict[str, Any]] = SCHEMAS
+
+    def __init__(self, conscience: Conscience) -> None:
+        self.conscience = conscience
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = validation.require_object(read_json(req))
+        validation.reject_unknown(body, ('action', 'entity'))
+        if 'action' not in body:
+            raise InputError('action', 'required', 'action is required.')
+        entity = body.get('entity')
+        if entity is not None:
+            validation.text('entity', entity, MAX_ENTITY_CHARS)
+        result = self.conscience.evaluate(body['action'])
+        if entity is not None:
+            result['entity'] = entity
+        resp.media = result
+
+
+def _rule_document(rule: conscience.Rule, version: int) -> dict[str, Any]:
+    return {**rule.as_dict(), 'rules_version': version, 'warnings': rule.warnings}
+
+
+class Rules:
+    """``GET /rules`` and ``POST /rules``."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        'get': {
+            'summary': 'Every rule and the version of the rule set',
+            'operationId': 'listRules',
+            'responses': {'200': _json('The rules', _ref('RuleList'))},
+        },
+        'post': {
+            'summary': 'Add a rule',
+            'operationId': 'createRule',
+            'requestBody': {
+                'required': True,
+                'content': {_JSON: {'schema': _ref('RuleInput')}},
+            },
+            'responses': {'201': _json('The new rule', _ref('Rule'))},
+        },
+    }
+    schemas: ClassVar[dict[str, Any]] = SCHEMAS
+
+    def __init__(self, conscience: Conscience) -> None:
+        self.conscience = conscience
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        version, rules = self.conscience.rules()
+        resp.media = {'rules': [r.as_dict() for r in rules], 'rules_version': version}
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        rule, version = self.conscience.create_rule(read_json(req))
+        resp.status = falcon.HTTP_201
+        resp.location = f'/rules/{rule.name}'
+        resp.media = _rule_document(rule, version)
+
+
+class RuleItem:
+    """``GET|PUT|DELETE /rules/{name}``; PUT changes only the fields given."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        'parameters': [_NAME_PARAMETER],
+        'get': {
+            'summary': 'One rule',
+            'operationId': 'getRule',
+            'responses': {'200': _json('The rule', _ref('Rule'))},
+        },
+        'put': {
+            'summary': 'Change a rule (fields not given stay as they are)',
+            'operationId': 'updateRule',
+            'requestBody': {
+                'required': True,
+                'content': {_JSON: {'schema': _ref('RuleChange')}},
+            },
+            'responses': {'200': _json('The changed rule', _ref('Rule'))},
+        },
+        'delete': {
+            'summary': 'Remove a rule',
+            'operationId': 'deleteRule',
+            'responses': {'204': {'description': 'Removed'}},
+        },
+    }
+    schemas: ClassVar[dict[str, Any]] = SCHEMAS
+
+    def __init__(self, conscience: Conscience) -> None:
+        self.conscience = conscience
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        version, _ = self.conscience.rules()
+        resp.media = _rule_document(self.conscience.rule(name), version)
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        rule, version = self.conscience.update_rule(name, read_json(req))
+        resp.media = _rule_document(rule, version)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        self.conscience.delete_rule(name)
+        resp.status = falcon.HTTP_204
