@@ -24,8 +24,35 @@ pub const NEGATION_WINDOW: usize = 3;
 /// Words that flip the polarity of a phrase that follows them closely.
 /// Any token ending in "n't" ("don't", "won't") is a negator too.
 const NEGATORS: &[&str] = &[
-    "not", "no", "never", "without", "nor", "neither", "none", "nobody", "nothing", "nowhere",
-    "cannot", "n't",
+    "not",
+    "no",
+    "never",
+    "without",
+    "nor",
+    "neither",
+    "none",
+    "nobody",
+    "nothing",
+    "nowhere",
+    "cannot",
+    "n't",
+    "refuse",
+    "refuses",
+    "refused",
+    "refusing",
+    "avoid",
+    "avoids",
+    "avoided",
+    "avoiding",
+    "prevent",
+    "prevents",
+    "prevented",
+    "preventing",
+    "stop",
+    "stops",
+    "stopped",
+    "stopping",
+    "against",
 ];
 
 const ROOT: u32 = 0;
@@ -304,11 +331,18 @@ impl Scorer {
             let next_node = self.edges.len() as u32 + 1;
             node = *self.edges.entry((node, stem)).or_insert(next_node);
         }
-        self.terminals.entry(node).or_default().push(Terminal {
-            rule,
-            phrase,
-            polarity,
-        });
+        let terminals = self.terminals.entry(node).or_default();
+        // "truth" and "truthful" are one stem: the first phrase stands for both.
+        if !terminals
+            .iter()
+            .any(|t| t.rule == rule && t.polarity == polarity)
+        {
+            terminals.push(Terminal {
+                rule,
+                phrase,
+                polarity,
+            });
+        }
         Ok(())
     }
 
@@ -350,7 +384,7 @@ impl Scorer {
                 }
             }
         }
-        self.judge(findings)
+        self.judge(longest_only(findings))
     }
 
     fn judge(&self, findings: Vec<Finding>) -> Evaluation {
@@ -380,6 +414,45 @@ impl Scorer {
             findings,
         }
     }
+}
+
+/// Within a rule, drop a match that lies inside a longer one of the same
+/// rule: in "hide the truth", "truth" is not an affirmation.
+///
+/// Findings arrive ordered by start, then end; the surviving ones keep that
+/// order. Sorting by (start, end descending) lets one sweep see, for each
+/// finding, the furthest end reached by the rule's earlier-starting ones.
+fn longest_only(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut order: Vec<usize> = (0..findings.len()).collect();
+    order.sort_by_key(|&i| {
+        (
+            findings[i].rule,
+            findings[i].start,
+            usize::MAX - findings[i].end,
+        )
+    });
+    let mut keep = vec![true; findings.len()];
+    let mut current_rule = usize::MAX;
+    let mut reach: Option<(usize, usize)> = None; // (start, end) of the widest so far
+    for &i in &order {
+        let f = &findings[i];
+        if f.rule != current_rule {
+            current_rule = f.rule;
+            reach = None;
+        }
+        match reach {
+            Some((start, end)) if end >= f.end && (start, end) != (f.start, f.end) => {
+                keep[i] = false;
+            }
+            Some((_, end)) if end >= f.end => {}
+            _ => reach = Some((f.start, f.end)),
+        }
+    }
+    findings
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(f, k)| k.then_some(f))
+        .collect()
 }
 
 fn is_negated(tokens: &[Token], start: usize) -> bool {

@@ -113,7 +113,12 @@ def evaluate(
         ordered += [(p, 'affirmation') for p in rule.affirmations]
         for number, (phrase, polarity) in enumerate(ordered):
             phrase_stems = [t.stem for t in tokenize(phrase)]
-            phrases.append((index, number, phrase, polarity, phrase_stems))
+            # Phrases of one rule and polarity with the same stems are one.
+            if not any(
+                p[0] == index and p[3] == polarity and p[4] == phrase_stems
+                for p in phrases
+            ):
+                phrases.append((index, number, phrase, polarity, phrase_stems))
     findings = []
     for start in range(len(tokens)):
         for end in range(start, len(tokens)):
@@ -137,7 +142,24 @@ def evaluate(
                         negated,
                     )
                 )
-    return _judge(rules, deny_weight, findings)
+    return _judge(rules, deny_weight, _longest_only(findings))
+
+
+def _longest_only(
+    findings: list[tuple[str, str, str, int, int, bool]],
+) -> list[tuple[str, str, str, int, int, bool]]:
+    """Drop a match inside a longer match of the same rule."""
+    return [
+        f
+        for f in findings
+        if not any(
+            g[0] == f[0]
+            and g[3] <= f[3]
+            and g[4] >= f[4]
+            and (g[3], g[4]) != (f[3], f[4])
+            for g in findings
+        )
+    ]
 
 
 def _judge(

@@ -66,6 +66,10 @@ VOCABULARY = [
     '½',
     '१२३',
     'x' * 300,
+    'refused',
+    'stop',
+    'against',
+    'Avoiding',
 ]
 SEPARATORS = [
     ' ',

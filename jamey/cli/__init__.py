@@ -16,15 +16,17 @@ from typing import Any
 
 from jamey import __version__
 from jamey import config
+from jamey.cli import conscience
 from jamey.cli.client import Client
 from jamey.cli.client import DaemonUnreachableError
-from jamey.cli.client import Reply
+from jamey.cli.output import EX_CONFIG
+from jamey.cli.output import EX_OK
+from jamey.cli.output import EX_REFUSED
+from jamey.cli.output import EX_UNAVAILABLE
+from jamey.cli.output import emit
+from jamey.cli.output import refused
 from jamey.errors import ConfigError
 
-EX_OK = 0
-EX_REFUSED = 1
-EX_UNAVAILABLE = 69
-EX_CONFIG = 78
 DEV_SOCKET = Path('var/run/jamey.sock')
 SYSTEM_SOCKET = Path('/run/jamey/jamey.sock')
 
@@ -35,19 +37,6 @@ def default_socket(environ: Mapping[str, str]) -> Path:
         if environ.get(name):
             return Path(environ[name])
     return DEV_SOCKET if DEV_SOCKET.parent.is_dir() else SYSTEM_SOCKET
-
-
-def _emit(args: argparse.Namespace, document: Any, human: str) -> None:
-    print(json.dumps(document, indent=2) if args.json else human)
-
-
-def _refused(args: argparse.Namespace, reply: Reply) -> int:
-    document = reply.document if isinstance(reply.document, dict) else {}
-    if args.json:
-        print(json.dumps(document, indent=2))
-    detail = document.get('detail') or document.get('title') or f'HTTP {reply.status}'
-    print(f'jameyctl: refused: {detail}', file=sys.stderr)
-    return EX_REFUSED
 
 
 def _duration(seconds: float) -> str:
@@ -87,8 +76,8 @@ def _health_report(
     reply = client.request('GET', '/health/detailed')
     doc = reply.document
     if not isinstance(doc, dict) or 'checks' not in doc:
-        return _refused(args, reply)
-    _emit(args, doc, render(doc, client.path))
+        return refused(args, reply)
+    emit(args, doc, render(doc, client.path))
     return EX_OK if reply.status == 200 else EX_REFUSED
 
 
@@ -124,7 +113,7 @@ def cmd_config_check(args: argparse.Namespace, environ: Mapping[str, str]) -> in
     for section, keys in values.items():
         human.append(f'[{section}]')
         human += [f'{k} = {json.dumps(v)}' for k, v in keys.items()]
-    _emit(
+    emit(
         args,
         {'valid': True, 'file': str(path) if path else None, 'settings': values},
         '\n'.join(human),
@@ -165,6 +154,7 @@ def _parser() -> argparse.ArgumentParser:
         help='file to check (default: as jameyd would find it)',
     )
     check.set_defaults(offline=cmd_config_check)
+    conscience.register(commands)
     return parser
 
 

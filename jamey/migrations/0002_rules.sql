@@ -30,7 +30,8 @@ VALUES
        "terrorize", "stalk", "blackmail", "endanger", "kidnap", "rape", "molest",
        "starve", "neglect", "abandon", "destroy", "sabotage", "vandalize",
        "burn down", "blow up", "bomb", "violence", "violent", "cruel", "cruelty",
-       "self-harm", "suicide", "hit them", "hit you", "hit him", "hit her"]',
+       "self-harm", "suicide", "hit them", "hit you", "hit him", "hit her", "steal",
+       "stole", "stolen", "rob", "theft", "burgle", "break into"]',
      '[
        "help", "protect", "care for", "take care of", "look after", "heal",
        "comfort", "console", "soothe", "support", "rescue", "save", "keep safe",
