@@ -12,7 +12,7 @@ import snowballstemmer
 
 NEGATION_WINDOW = 3
 NEGATORS = frozenset(
-    {
+    [
         'not',
         'no',
         'never',
@@ -25,7 +25,24 @@ NEGATORS = frozenset(
         'nowhere',
         'cannot',
         "n't",
-    }
+        'refuse',
+        'refuses',
+        'refused',
+        'refusing',
+        'avoid',
+        'avoids',
+        'avoided',
+        'avoiding',
+        'prevent',
+        'prevents',
+        'prevented',
+        'preventing',
+        'stop',
+        'stops',
+        'stopped',
+        'stopping',
+        'against',
+    ]
 )
 WORD_CATEGORIES = frozenset(
     {
