@@ -56,9 +56,22 @@ class _Conn:
 
 
 def run(
-    path: str, target: str, clients: int, seconds: float, warmup_s: float = 0.5
+    path: str,
+    target: str,
+    clients: int,
+    seconds: float,
+    warmup_s: float = 0.5,
+    body: bytes | None = None,
 ) -> LoadResult:
-    request = f'GET {target} HTTP/1.1\r\nHost: jamey\r\n\r\n'.encode()
+    """Keep ``clients`` requests in flight (a POST of JSON when ``body`` is set)."""
+    if body is None:
+        request = f'GET {target} HTTP/1.1\r\nHost: jamey\r\n\r\n'.encode()
+    else:
+        head = (
+            f'POST {target} HTTP/1.1\r\nHost: jamey\r\n'
+            f'Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n'
+        )
+        request = head.encode() + body
     selector = selectors.DefaultSelector()
     conns = [_Conn(path, request) for _ in range(clients)]
     for conn in conns:

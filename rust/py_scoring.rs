@@ -1,11 +1,12 @@
 //! PyO3 glue for the rule scorer; the logic lives in `scoring.rs`.
 
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use crate::scoring;
 
 /// A finding as Python sees it: (rule, polarity, phrase, start, end, negated).
-type PyFinding = (String, &'static str, String, usize, usize, bool);
+type PyFinding = (Py<PyString>, Py<PyString>, Py<PyString>, usize, usize, bool);
 
 /// A compiled, immutable rule set.
 ///
@@ -20,8 +21,12 @@ type PyFinding = (String, &'static str, String, usize, usize, bool);
 #[pyclass(module = "jamey._core", frozen)]
 pub struct Scorer {
     inner: scoring::Scorer,
-    names: Vec<String>,
-    phrases: Vec<Vec<String>>,
+    // Python strings made once, shared by every finding that names them: a
+    // text that matches thousands of phrases costs no string copies.
+    names: Vec<Py<PyString>>,
+    phrases: Vec<Vec<Py<PyString>>>,
+    violation: Py<PyString>,
+    affirmation: Py<PyString>,
 }
 
 #[pymethods]
@@ -44,15 +49,24 @@ impl Scorer {
             )
             .collect();
         let inner = py.detach(|| scoring::Scorer::new(&specs, deny_weight))?;
-        let names = specs.iter().map(|r| r.name.clone()).collect();
+        let intern = |text: &str| PyString::new(py, text).unbind();
+        let names = specs.iter().map(|r| intern(&r.name)).collect();
         let phrases = specs
-            .into_iter()
-            .map(|r| r.violations.into_iter().chain(r.affirmations).collect())
+            .iter()
+            .map(|r| {
+                r.violations
+                    .iter()
+                    .chain(&r.affirmations)
+                    .map(|p| intern(p))
+                    .collect()
+            })
             .collect();
         Ok(Scorer {
             inner,
             names,
             phrases,
+            violation: intern(scoring::Polarity::Violation.as_str()),
+            affirmation: intern(scoring::Polarity::Affirmation.as_str()),
         })
     }
 
@@ -66,10 +80,14 @@ impl Scorer {
             .findings
             .into_iter()
             .map(|f| {
+                let polarity = match f.polarity {
+                    scoring::Polarity::Violation => &self.violation,
+                    scoring::Polarity::Affirmation => &self.affirmation,
+                };
                 (
-                    self.names[f.rule].clone(),
-                    f.polarity.as_str(),
-                    self.phrases[f.rule][f.phrase].clone(),
+                    self.names[f.rule].clone_ref(py),
+                    polarity.clone_ref(py),
+                    self.phrases[f.rule][f.phrase].clone_ref(py),
                     f.start,
                     f.end,
                     f.negated,

@@ -11,8 +11,11 @@
 //! The Python oracle in `tests/conscience_oracle.py` implements the same
 //! algorithm step by step; keep the two in agreement.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::RwLock;
 
 use rust_stemmers::{Algorithm, Stemmer};
 use unicode_general_category::{get_general_category, GeneralCategory};
@@ -56,6 +59,12 @@ const NEGATORS: &[&str] = &[
 ];
 
 const ROOT: u32 = 0;
+
+/// Words remembered per scorer (normalised and stemmed once, not per text).
+/// Bounded, because texts come from anyone; words longer than
+/// `CACHED_WORD_BYTES` are not remembered.
+const CACHE_WORDS: usize = 65_536;
+const CACHED_WORD_BYTES: usize = 48;
 
 /// A rule as the store hands it over: only enabled rules are compiled.
 #[derive(Debug, Clone)]
@@ -159,6 +168,9 @@ pub struct Token {
 
 fn is_word_char(c: char) -> bool {
     use GeneralCategory::*;
+    if c.is_ascii() {
+        return c.is_ascii_alphanumeric();
+    }
     matches!(
         get_general_category(c),
         UppercaseLetter
@@ -184,62 +196,147 @@ fn ends_sentence(c: char) -> bool {
 }
 
 /// NFKC and full case folding, with the typographic apostrophe made plain.
-pub fn normalize(word: &str) -> String {
+pub fn normalize(word: &str) -> Cow<'_, str> {
     if word.is_ascii() {
-        return word.to_ascii_lowercase();
+        return if word.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(word.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(word)
+        };
     }
     let plain: String = word
         .chars()
         .map(|c| if c == '\u{2019}' { '\'' } else { c })
         .collect();
     let composed: String = plain.nfkc().collect();
-    caseless::default_case_fold_str(&composed)
+    Cow::Owned(caseless::default_case_fold_str(&composed))
 }
 
 fn is_negator(normalized: &str) -> bool {
     normalized.ends_with("n't") || NEGATORS.contains(&normalized)
 }
 
-/// Split text into word tokens with character offsets and stems.
+/// A word of a text, before normalisation.
+struct Word<'a> {
+    raw: &'a str,
+    /// Character (code point) offsets into the text.
+    start: usize,
+    end: usize,
+    sentence: u32,
+}
+
+/// Call `visit` for every word of `text`, in order.
 ///
 /// A word is a run of letters, marks and numbers; an apostrophe between two
 /// such characters belongs to the word ("don't" is one token).
-pub fn tokenize(text: &str, stemmer: &Stemmer) -> Vec<Token> {
-    let chars: Vec<char> = text.chars().collect();
-    let mut tokens = Vec::new();
+fn for_each_word<'a>(text: &'a str, mut visit: impl FnMut(Word<'a>)) {
+    let mut chars = text.char_indices().peekable();
+    let mut position = 0usize;
     let mut sentence = 0u32;
-    let mut i = 0;
-    while i < chars.len() {
-        let c = chars[i];
+    while let Some((first_byte, c)) = chars.next() {
+        let start = position;
+        position += 1;
         if !is_word_char(c) {
             if ends_sentence(c) {
                 sentence += 1;
             }
-            i += 1;
             continue;
         }
-        let start = i;
-        i += 1;
-        while i < chars.len() {
+        let mut end_byte = first_byte + c.len_utf8();
+        while let Some(&(byte, next)) = chars.peek() {
+            let after = byte + next.len_utf8();
             let joins =
-                is_apostrophe(chars[i]) && i + 1 < chars.len() && is_word_char(chars[i + 1]);
-            if is_word_char(chars[i]) || joins {
-                i += 1;
-            } else {
+                is_apostrophe(next) && text[after..].chars().next().is_some_and(is_word_char);
+            if !(is_word_char(next) || joins) {
                 break;
             }
+            chars.next();
+            position += 1;
+            end_byte = after;
         }
-        let raw: String = chars[start..i].iter().collect();
-        let normalized = normalize(&raw);
-        tokens.push(Token {
-            stem: stemmer.stem(&normalized).into_owned(),
+        visit(Word {
+            raw: &text[first_byte..end_byte],
             start,
-            end: i,
+            end: position,
             sentence,
-            negator: is_negator(&normalized),
         });
     }
+}
+
+/// Split text into word tokens with character offsets and stems.
+pub fn tokenize(text: &str, stemmer: &Stemmer) -> Vec<Token> {
+    let mut tokens = Vec::new();
+    for_each_word(text, |word| {
+        let normalized = normalize(word.raw);
+        tokens.push(Token {
+            stem: stemmer.stem(&normalized).into_owned(),
+            start: word.start,
+            end: word.end,
+            sentence: word.sentence,
+            negator: is_negator(&normalized),
+        });
+    });
     tokens
+}
+
+/// FxHash (as in rustc): fast for the small keys of the compiled trie.
+///
+/// Not keyed, so only for maps whose keys come from the rules; anything
+/// keyed by arbitrary input text uses the standard, randomised hasher.
+#[derive(Default, Clone, Copy)]
+struct FxHasher {
+    hash: u64,
+}
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.hash = (self.hash.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.hash
+    }
+}
+
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// What a word means to the rules: its stem's id (if any phrase uses the
+/// stem) and whether it is a negator.
+type WordFacts = (Option<u32>, bool);
+
+/// A token of the text being judged: the stem's id, if any rule uses it.
+struct Scanned {
+    id: Option<u32>,
+    start: usize,
+    end: usize,
+    sentence: u32,
+    negator: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -258,10 +355,15 @@ struct CompiledRule {
 pub struct Scorer {
     rules: Vec<CompiledRule>,
     deny_weight: f64,
-    stems: HashMap<String, u32>,
-    edges: HashMap<(u32, u32), u32>,
-    terminals: HashMap<u32, Vec<Terminal>>,
+    stems: FxMap<String, u32>,
+    edges: FxMap<(u32, u32), u32>,
+    terminals: FxMap<u32, Vec<Terminal>>,
     stemmer: Stemmer,
+    /// Raw word -> (stem id, negator). Only a cache: the result of a word
+    /// depends on the compiled rules alone, so sharing it between threads
+    /// changes no outcome. Keyed by input text, so it keeps std's
+    /// randomised hasher.
+    words: RwLock<HashMap<Box<str>, WordFacts>>,
 }
 
 impl fmt::Debug for Scorer {
@@ -283,10 +385,11 @@ impl Scorer {
         let mut scorer = Scorer {
             rules: Vec::with_capacity(rules.len()),
             deny_weight,
-            stems: HashMap::new(),
-            edges: HashMap::new(),
-            terminals: HashMap::new(),
+            stems: FxMap::default(),
+            edges: FxMap::default(),
+            terminals: FxMap::default(),
             stemmer,
+            words: RwLock::new(HashMap::new()),
         };
         for (index, rule) in rules.iter().enumerate() {
             if !(rule.weight.is_finite() && rule.weight > 0.0) {
@@ -352,16 +455,12 @@ impl Scorer {
 
     /// Judge a text: every phrase found, each rule's net, the verdict.
     pub fn evaluate(&self, text: &str) -> Evaluation {
-        let tokens = tokenize(text, &self.stemmer);
-        let ids: Vec<Option<u32>> = tokens
-            .iter()
-            .map(|t| self.stems.get(&t.stem).copied())
-            .collect();
+        let tokens = self.scan(text);
         let mut findings = Vec::new();
         for start in 0..tokens.len() {
             let mut node = ROOT;
             for end in start..tokens.len() {
-                let Some(next) = ids[end].and_then(|id| self.edges.get(&(node, id))) else {
+                let Some(next) = tokens[end].id.and_then(|id| self.edges.get(&(node, id))) else {
                     break;
                 };
                 node = *next;
@@ -385,6 +484,63 @@ impl Scorer {
             }
         }
         self.judge(longest_only(findings))
+    }
+
+    /// Tokens of `text` with their stem ids. Normalising and stemming are
+    /// most of the cost, and natural text repeats its words: each distinct
+    /// word is worked out once per text, and common ones once per scorer.
+    fn scan(&self, text: &str) -> Vec<Scanned> {
+        let mut seen: HashMap<&str, WordFacts> = HashMap::new();
+        let mut fresh: Vec<(&str, WordFacts)> = Vec::new();
+        let mut tokens = Vec::new();
+        {
+            let cache = self.words.read().ok();
+            for_each_word(text, |word| {
+                let known = if let Some(&known) = seen.get(word.raw) {
+                    known
+                } else {
+                    let cached = cache.as_ref().and_then(|c| c.get(word.raw).copied());
+                    let known = cached.unwrap_or_else(|| self.lookup(word.raw));
+                    if cached.is_none() && word.raw.len() <= CACHED_WORD_BYTES {
+                        fresh.push((word.raw, known));
+                    }
+                    seen.insert(word.raw, known);
+                    known
+                };
+                tokens.push(Scanned {
+                    id: known.0,
+                    start: word.start,
+                    end: word.end,
+                    sentence: word.sentence,
+                    negator: known.1,
+                });
+            });
+        }
+        self.remember(fresh);
+        tokens
+    }
+
+    fn lookup(&self, raw: &str) -> WordFacts {
+        let normalized = normalize(raw);
+        let stem = self.stemmer.stem(&normalized);
+        (
+            self.stems.get(stem.as_ref()).copied(),
+            is_negator(&normalized),
+        )
+    }
+
+    fn remember(&self, fresh: Vec<(&str, WordFacts)>) {
+        if fresh.is_empty() {
+            return;
+        }
+        if let Ok(mut cache) = self.words.write() {
+            for (word, known) in fresh {
+                if cache.len() >= CACHE_WORDS {
+                    break;
+                }
+                cache.insert(word.into(), known);
+            }
+        }
     }
 
     fn judge(&self, findings: Vec<Finding>) -> Evaluation {
@@ -455,7 +611,7 @@ fn longest_only(findings: Vec<Finding>) -> Vec<Finding> {
         .collect()
 }
 
-fn is_negated(tokens: &[Token], start: usize) -> bool {
+fn is_negated(tokens: &[Scanned], start: usize) -> bool {
     let sentence = tokens[start].sentence;
     tokens[start.saturating_sub(NEGATION_WINDOW)..start]
         .iter()
@@ -530,6 +686,19 @@ mod tests {
     fn harmony_is_not_harm_and_substrings_do_not_match() {
         let result = scorer().evaluate("skill and whelps hurtle");
         assert!(result.findings.is_empty(), "{:?}", result.findings);
+    }
+
+    #[test]
+    fn the_word_cache_changes_no_outcome() {
+        let scorer = scorer();
+        let text = "I won't hurt you, but they kill and lie";
+        let cold = scorer.evaluate(text);
+        assert_eq!(scorer.evaluate(text), cold);
+        let filler: String = (0..CACHE_WORDS + 10).map(|i| format!("w{i} ")).collect();
+        scorer.evaluate(&filler);
+        assert_eq!(scorer.words.read().unwrap().len(), CACHE_WORDS);
+        assert_eq!(scorer.evaluate(text), cold);
+        assert_eq!(scorer.evaluate("KILL").verdict, Verdict::Deny);
     }
 
     #[test]

@@ -109,6 +109,9 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
+Finding = tuple[str, str, str, int, int, bool]
+
+
 @dataclass(frozen=True)
 class Rule:
     name: str
@@ -117,54 +120,62 @@ class Rule:
     affirmations: tuple[str, ...]
 
 
+class Oracle:
+    """A compiled rule set, the slow and obvious way."""
+
+    def __init__(self, rules: list[Rule], deny_weight: float) -> None:
+        self.rules = rules
+        self.deny_weight = deny_weight
+        # Stem sequence -> the (rule, phrase number, phrase, polarity) it ends,
+        # in the scorer's order: rules in order, violations before affirmations.
+        self.phrases: dict[tuple[str, ...], list[tuple[int, int, str, str]]] = {}
+        for index, rule in enumerate(rules):
+            ordered = [(p, 'violation') for p in rule.violations]
+            ordered += [(p, 'affirmation') for p in rule.affirmations]
+            for number, (phrase, polarity) in enumerate(ordered):
+                stems = tuple(t.stem for t in tokenize(phrase))
+                here = self.phrases.setdefault(stems, [])
+                # Phrases of one rule and polarity with the same stems are one.
+                if not any(p[0] == index and p[3] == polarity for p in here):
+                    here.append((index, number, phrase, polarity))
+        self.longest = max((len(k) for k in self.phrases), default=0)
+
+    def evaluate(self, text: str) -> tuple[float, str, list[Finding]]:
+        """Score ``text``: the same result, in the same order, as the Rust scorer."""
+        tokens = tokenize(text)
+        stems = [t.stem for t in tokens]
+        findings = []
+        for start in range(len(tokens)):
+            for end in range(start, min(len(tokens), start + self.longest)):
+                ending_here = self.phrases.get(tuple(stems[start : end + 1]), [])
+                for index, _, phrase, written in ending_here:
+                    negated = any(
+                        t.negator and t.sentence == tokens[start].sentence
+                        for t in tokens[max(0, start - NEGATION_WINDOW) : start]
+                    )
+                    polarity = FLIPPED[written] if negated else written
+                    findings.append(
+                        (
+                            self.rules[index].name,
+                            polarity,
+                            phrase,
+                            tokens[start].start,
+                            tokens[end].end,
+                            negated,
+                        )
+                    )
+        return judge(self.rules, self.deny_weight, longest_only(findings))
+
+
 def evaluate(
     rules: list[Rule], deny_weight: float, text: str
-) -> tuple[float, str, list[tuple[str, str, str, int, int, bool]]]:
-    """Score ``text``: the same result, in the same order, as the Rust scorer."""
-    tokens = tokenize(text)
-    stems = [t.stem for t in tokens]
-    # Every (rule, phrase) as its stem sequence, in the scorer's phrase order.
-    phrases = []
-    for index, rule in enumerate(rules):
-        ordered = [(p, 'violation') for p in rule.violations]
-        ordered += [(p, 'affirmation') for p in rule.affirmations]
-        for number, (phrase, polarity) in enumerate(ordered):
-            phrase_stems = [t.stem for t in tokenize(phrase)]
-            # Phrases of one rule and polarity with the same stems are one.
-            if not any(
-                p[0] == index and p[3] == polarity and p[4] == phrase_stems
-                for p in phrases
-            ):
-                phrases.append((index, number, phrase, polarity, phrase_stems))
-    findings = []
-    for start in range(len(tokens)):
-        for end in range(start, len(tokens)):
-            span = stems[start : end + 1]
-            ending_here = [p for p in phrases if p[4] == span]
-            for index, _, phrase, written, _ in sorted(
-                ending_here, key=lambda p: p[:2]
-            ):
-                negated = any(
-                    t.negator and t.sentence == tokens[start].sentence
-                    for t in tokens[max(0, start - NEGATION_WINDOW) : start]
-                )
-                polarity = FLIPPED[written] if negated else written
-                findings.append(
-                    (
-                        rules[index].name,
-                        polarity,
-                        phrase,
-                        tokens[start].start,
-                        tokens[end].end,
-                        negated,
-                    )
-                )
-    return _judge(rules, deny_weight, _longest_only(findings))
+) -> tuple[float, str, list[Finding]]:
+    return Oracle(rules, deny_weight).evaluate(text)
 
 
-def _longest_only(
-    findings: list[tuple[str, str, str, int, int, bool]],
-) -> list[tuple[str, str, str, int, int, bool]]:
+def longest_only(
+    findings: list[Finding],
+) -> list[Finding]:
     """Drop a match inside a longer match of the same rule."""
     return [
         f
@@ -179,11 +190,11 @@ def _longest_only(
     ]
 
 
-def _judge(
+def judge(
     rules: list[Rule],
     deny_weight: float,
-    findings: list[tuple[str, str, str, int, int, bool]],
-) -> tuple[float, str, list[tuple[str, str, str, int, int, bool]]]:
+    findings: list[Finding],
+) -> tuple[float, str, list[Finding]]:
     score = 0.0
     verdict = 'allow'
     for rule in rules:
