@@ -19,6 +19,7 @@ import json
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from pathlib import Path
 
 import ahocorasick
 import load
+from startup import BENCH
 from startup import BIN
 from startup import jameyd_env
 from startup import scratch
@@ -244,26 +246,37 @@ def bench_scorers(rule_counts: list[int], budget_s: float) -> None:
 
 
 def bench_http(seconds: float) -> None:
+    body = json.dumps(
+        {
+            'action': 'I will not lie to you, and I will help you carry'
+            ' the groceries home.'
+        }
+    ).encode()
+    print(f'\nHTTP over the Unix socket, 4 keep-alive clients, {seconds:g} s')
     with scratch() as root:
         _, proc = start_until_ready([str(BIN / 'jameyd')], jameyd_env(root), root)
+        bare_sock = root / 'bare.sock'
+        peer = subprocess.Popen(
+            [sys.executable, str(BENCH / 'bare_health.py'), str(bare_sock), '2']
+        )
+        while not bare_sock.exists():
+            time.sleep(0.05)
         try:
-            sock = str(root / 'jamey.sock')
-            body = json.dumps(
-                {
-                    'action': 'I will not lie to you, and I will help'
-                    ' you carry the groceries home.'
-                }
-            ).encode()
-            print(f'\nHTTP over the Unix socket, 4 keep-alive clients, {seconds:g} s')
-            health = load.run(sock, '/health', 4, seconds)
-            evaluate = load.run(sock, '/evaluate', 4, seconds, body=body)
-            print(f'  GET /health      {health.columns()}')
-            print(
-                f'  POST /evaluate   {evaluate.columns()}'
-                f'   ratio {evaluate.rate / health.rate:.2f}x (target >= 0.7x)'
-            )
+            for name, sock in (('jameyd', root / 'jamey.sock'), ('bare', bare_sock)):
+                health = load.run(str(sock), '/health', 4, seconds)
+                evaluate = load.run(str(sock), '/evaluate', 4, seconds, body=body)
+                print(f'  {name:7} GET /health     {health.columns()}')
+                print(
+                    f'  {name:7} POST /evaluate  {evaluate.columns()}'
+                    f'   ratio {evaluate.rate / health.rate:.2f}x'
+                )
         finally:
             stop(proc)
+            stop(peer)
+    print(
+        '  (target: jameyd POST /evaluate >= 0.7x its GET /health; the bare'
+        ' peer parses and answers JSON but judges nothing)'
+    )
 
 
 def main() -> None:

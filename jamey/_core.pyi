@@ -39,7 +39,8 @@ class Scorer:
 
         Each finding is ``(rule, polarity, phrase, start, end, negated)``
         with character offsets into ``text``. The GIL is released while
-        scoring.
+        scoring a text of 4 KiB or more (shorter ones take less time than
+        handing the GIL over).
         """
     @property
     def rule_count(self) -> int:
