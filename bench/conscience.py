@@ -21,6 +21,7 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -243,6 +244,33 @@ def bench_scorers(rule_counts: list[int], budget_s: float) -> None:
                     else f'jamey is {ratio:,.1f}x faster'
                 )
                 print(f'  {name:14} {describe(theirs)}   {note}')
+    bench_parallel(scorer, inputs[10240], budget_s * 2)
+
+
+def bench_parallel(scorer: Scorer, inputs: list[str], seconds: float) -> None:
+    """Evaluations per second from 1 and 2 threads: the GIL is released."""
+
+    def rate(threads: int) -> float:
+        counts = [0] * threads
+        deadline = time.perf_counter() + seconds
+
+        def work(slot: int) -> None:
+            while time.perf_counter() < deadline:
+                scorer.evaluate(inputs[counts[slot] % len(inputs)])
+                counts[slot] += 1
+
+        pool = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+        return sum(counts) / seconds
+
+    one, two = rate(1), rate(2)
+    print(
+        f'\n10 KB actions from 1 thread {one:.0f}/s, from 2 threads {two:.0f}/s:'
+        f' {two / one:.2f}x on {os.cpu_count()} cores (GIL released while scoring)'
+    )
 
 
 def bench_http(seconds: float) -> None:
