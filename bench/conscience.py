@@ -125,21 +125,15 @@ class AhoCorasickPeer:
         findings = []
         for last_char, (key_length, values) in self.automaton.iter(joined):
             start = first_token_at[last_char - key_length + 2]
-            negated = any(
-                t.negator and t.sentence == tokens[start].sentence
-                for t in tokens[max(0, start - oracle.NEGATION_WINDOW) : start]
-            )
             for index, written, phrase, length in values:
-                end = start + length - 1
-                polarity = oracle.FLIPPED[written] if negated else written
                 findings.append(
-                    (
+                    oracle.finding(
                         self.rules[index].name,
-                        polarity,
+                        written,
                         phrase,
-                        tokens[start].start,
-                        tokens[end].end,
-                        negated,
+                        tokens,
+                        start,
+                        start + length - 1,
                     )
                 )
         kept = oracle.longest_only(findings)

@@ -17,6 +17,7 @@ import apsw
 
 from jamey import validation
 from jamey._core import Scorer
+from jamey.clock import iso_utc
 from jamey.errors import ConflictError
 from jamey.errors import InputError
 from jamey.errors import NotFoundError
@@ -99,12 +100,6 @@ def _checked_fields(body: dict[str, Any]) -> dict[str, Any]:
         'enabled': validation.boolean,
     }
     return {field: checks[field](field, value) for field, value in body.items()}
-
-
-def _now(clock: Callable[[], float]) -> str:
-    seconds = clock()
-    stamp = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))
-    return f'{stamp}.{int(seconds % 1 * 1000):03d}Z'
 
 
 _SELECT = (
@@ -213,7 +208,7 @@ class Conscience:
             'enabled': True,
             **_checked_fields(body),
         }
-        now = _now(self._clock)
+        now = iso_utc(self._clock())
         try:
             version = self._write(
                 'INSERT INTO rules (name, description, weight, violations,'
@@ -261,7 +256,7 @@ class Conscience:
                 json.dumps(merged['violations']),
                 json.dumps(merged['affirmations']),
                 int(merged['enabled']),
-                _now(self._clock),
+                iso_utc(self._clock()),
                 name,
             ),
         )

@@ -10,8 +10,9 @@ import contextvars
 import json
 import logging
 import sys
-import time
 from typing import IO
+
+from jamey.clock import iso_utc
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     'request_id', default=None
@@ -43,11 +44,6 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
     return fields
 
 
-def _timestamp(record: logging.LogRecord) -> str:
-    seconds = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(record.created))
-    return f'{seconds}.{int(record.msecs):03d}Z'
-
-
 class JsonFormatter(logging.Formatter):
     """Lines for the journal and log shippers.
 
@@ -58,7 +54,7 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
-            'time': _timestamp(record),
+            'time': iso_utc(record.created),
             'level': record.levelname.lower(),
             'event': record.getMessage(),
             'logger': record.name,
@@ -75,7 +71,7 @@ class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         fields = ' '.join(f'{k}={v}' for k, v in _fields(record).items())
         return (
-            f'{_timestamp(record)} {record.levelname.lower():7} '
+            f'{iso_utc(record.created)} {record.levelname.lower():7} '
             f'{record.getMessage()} {fields}'
         ).rstrip()
 

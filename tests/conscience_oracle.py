@@ -149,22 +149,24 @@ class Oracle:
             for end in range(start, min(len(tokens), start + self.longest)):
                 ending_here = self.phrases.get(tuple(stems[start : end + 1]), [])
                 for index, _, phrase, written in ending_here:
-                    negated = any(
-                        t.negator and t.sentence == tokens[start].sentence
-                        for t in tokens[max(0, start - NEGATION_WINDOW) : start]
-                    )
-                    polarity = FLIPPED[written] if negated else written
                     findings.append(
-                        (
-                            self.rules[index].name,
-                            polarity,
-                            phrase,
-                            tokens[start].start,
-                            tokens[end].end,
-                            negated,
+                        finding(
+                            self.rules[index].name, written, phrase, tokens, start, end
                         )
                     )
         return judge(self.rules, self.deny_weight, longest_only(findings))
+
+
+def finding(
+    rule: str, written: str, phrase: str, tokens: list[Token], start: int, end: int
+) -> Finding:
+    """A match of tokens start..end, flipped by a negator shortly before it."""
+    negated = any(
+        t.negator and t.sentence == tokens[start].sentence
+        for t in tokens[max(0, start - NEGATION_WINDOW) : start]
+    )
+    polarity = FLIPPED[written] if negated else written
+    return (rule, polarity, phrase, tokens[start].start, tokens[end].end, negated)
 
 
 def evaluate(
