@@ -201,13 +201,7 @@ def bench_scorers(rule_counts: list[int], budget_s: float) -> None:
     baseline: dict[int, float] = {}
     for count in rule_counts:
         rules = rule_set(count, vocabulary, rng)
-        scorer = Scorer(
-            [
-                (r.name, r.weight, list(r.violations), list(r.affirmations))
-                for r in rules
-            ],
-            8.0,
-        )
+        scorer = compile_rules(rules)
         peers: dict[str, Callable[[str], object]] = {
             'jamey': scorer.evaluate,
             'oracle': oracle.Oracle(rules, 8.0).evaluate,
@@ -222,9 +216,13 @@ def bench_scorers(rule_counts: list[int], budget_s: float) -> None:
             ours_p99 = sorted(ours)[int(0.99 * len(ours))]
             if count == rule_counts[0]:
                 baseline[size] = ours_p50
+            findings = statistics.mean(
+                len(scorer.evaluate(t)[2]) for t in texts_of_size
+            )
             print(
                 f'  {"jamey":14} {describe(ours)}'
                 f'   cost vs {rule_counts[0]} rules {ours_p50 / baseline[size]:.2f}x'
+                f', {findings:.0f} findings per action'
             )
             for name, call in peers.items():
                 if name == 'jamey':
@@ -238,7 +236,37 @@ def bench_scorers(rule_counts: list[int], budget_s: float) -> None:
                     else f'jamey is {ratio:,.1f}x faster'
                 )
                 print(f'  {name:14} {describe(theirs)}   {note}')
+    bench_unmatched(rule_counts[-1], vocabulary, inputs, baseline, budget_s)
     bench_parallel(scorer, inputs[10240], budget_s * 2)
+
+
+def compile_rules(rules: list[oracle.Rule]) -> Scorer:
+    return Scorer(
+        [(r.name, r.weight, list(r.violations), list(r.affirmations)) for r in rules],
+        8.0,
+    )
+
+
+def bench_unmatched(
+    count: int,
+    vocabulary: list[str],
+    inputs: dict[int, list[str]],
+    baseline: dict[int, float],
+    budget_s: float,
+) -> None:
+    """The same number of rules, with phrases no text contains: the cost of
+    rules as such, apart from the findings they produce."""
+    rng = random.Random(11)
+    rules = rule_set(count, [f'{w}qz' for w in vocabulary], rng)
+    scorer = compile_rules(rules)
+    print(f'\n{count} rules whose phrases never match (the cost of rules alone)')
+    for size, texts_of_size in inputs.items():
+        ours = timed(scorer.evaluate, texts_of_size, budget_s)
+        ratio = statistics.median(ours) / baseline[size]
+        print(
+            f'  {size // 1024:2d} KB  {describe(ours)}   cost vs the first rule set'
+            f' {ratio:.2f}x'
+        )
 
 
 def bench_parallel(scorer: Scorer, inputs: list[str], seconds: float) -> None:
