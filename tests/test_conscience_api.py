@@ -268,3 +268,35 @@ def test_jameyctl_evaluate_and_rules(jameyd: Jameyd) -> None:
 def test_jameyctl_evaluate_without_a_daemon(sdir: Path) -> None:
     result = run_cli('--socket', str(sdir / 'none.sock'), 'evaluate', 'hi')
     assert result.returncode == 69
+
+
+def _set_truth_violations(daemon: Jameyd, violations: str) -> None:
+    """Change a rule behind the daemon's back, as an operator's sqlite3 would."""
+    import apsw
+
+    db = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
+    with db:
+        db.execute(
+            "UPDATE rules SET violations = ? WHERE name = 'truth'", (violations,)
+        )
+        db.execute(
+            'UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)'
+            " WHERE key = 'rules_version'"
+        )
+    db.close()
+
+
+def test_sighup_recompiles_rules_and_survives_a_broken_one(jameyd: Jameyd) -> None:
+    _set_truth_violations(jameyd, '["litter"]')
+    jameyd.reload()
+    body = post(jameyd, '/evaluate', {'action': 'they litter'})[2]
+    assert (body['verdict'], body['rules_version']) == ('deny', 2)
+
+    _set_truth_violations(jameyd, '["!!!"]')
+    jameyd.reload()
+    body = post(jameyd, '/evaluate', {'action': 'they litter'})[2]
+    assert (body['verdict'], body['rules_version']) == ('deny', 2), 'old rules stay'
+    failed = [
+        line for line in jameyd.log_lines() if line['event'] == 'rules.reload_failed'
+    ]
+    assert 'has no words' in failed[0]['error']

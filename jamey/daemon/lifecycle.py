@@ -24,6 +24,8 @@ from jamey.daemon.listener import UnixListener
 from jamey.daemon.systemd import Notifier
 from jamey.daemon.systemd import watchdog_interval
 from jamey.errors import ConfigError
+from jamey.errors import RuleError
+from jamey.errors import StorageError
 from jamey.health import FAILING
 from jamey.health import HealthChecks
 from jamey.health import Thresholds
@@ -162,8 +164,12 @@ class Daemon:
             self.settings, restart = config.merge_live(self.settings, loaded)
             logs.set_level(self.settings.log.level)
             self.health.thresholds = _thresholds(self.settings)
-            self.conscience.reload(self.settings.conscience.deny_weight)
             log.info('config.reloaded', extra={'restart_needed': restart})
+        try:
+            self.conscience.reload(self.settings.conscience.deny_weight)
+        except (RuleError, StorageError) as exc:
+            # The rules in force stay; a reload must never stop the daemon.
+            log.error('rules.reload_failed', extra={'error': str(exc)})
         self.notifier.notify('READY=1', self._status_line(self._last_status))
 
     def stop(self, reason: str = 'stop') -> int:
