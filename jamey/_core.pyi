@@ -1,8 +1,9 @@
 """The native core of Jamey (Rust, built with PyO3)."""
 
+from os import PathLike
 from typing import final
 
-__all__ = ['Scorer', '__version__', 'version']
+__all__ = ['MemoryIndex', 'Scorer', '__version__', 'version']
 
 __version__: str
 
@@ -45,3 +46,42 @@ class Scorer:
     @property
     def rule_count(self) -> int:
         """How many rules were compiled."""
+
+@final
+class MemoryIndex:
+    """The one tantivy index of every memory layer.
+
+    Args:
+        path: the index directory (created if missing).
+        writer_bytes: the writer's memory budget (at least 15 MB).
+
+    Raises:
+        MemoryIndexError: the index cannot be opened (corrupt, locked).
+    """
+
+    def __new__(cls, path: str | PathLike[str], writer_bytes: int) -> MemoryIndex: ...
+    def add(self, memories: list[tuple[str, str, str | None, int, str]]) -> None:
+        """Add (or replace, by id) ``(id, layer, entity, timestamp_ms, content)``."""
+    def delete(self, ids: list[str]) -> None:
+        """Remove memories by id; effective at the next commit."""
+    def clear(self) -> None:
+        """Remove every document; effective at the next commit."""
+    def commit(self, sequence: int) -> None:
+        """Make the changes durable and searchable, recording ``sequence``."""
+    @property
+    def committed_sequence(self) -> int:
+        """The journal sequence of the last commit (0 for a new index)."""
+    @property
+    def doc_count(self) -> int:
+        """Documents searchable now."""
+    def search(
+        self,
+        query: str,
+        *,
+        layer: str | None = None,
+        entity: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        limit: int = 10,
+    ) -> list[tuple[str, float]]:
+        """Best matches as ``(id, score)``, best first; bad syntax never raises."""

@@ -29,6 +29,10 @@ class StateLockedError(StorageError):
     """Another jameyd holds the state directory."""
 
 
+class MemoryIndexError(JameyError):
+    """The memory index cannot be opened or used; it can be rebuilt from SQLite."""
+
+
 class RuleError(JameyError):
     """A conscience rule cannot be compiled (bad weight, a phrase without words)."""
 

@@ -5,9 +5,17 @@
 
 use pyo3::PyErr;
 
+use crate::memory::IndexError;
 use crate::scoring::RuleSetError;
 
+pyo3::import_exception!(jamey.errors, MemoryIndexError);
 pyo3::import_exception!(jamey.errors, RuleError);
+
+impl From<IndexError> for PyErr {
+    fn from(error: IndexError) -> PyErr {
+        MemoryIndexError::new_err(error.to_string())
+    }
+}
 
 impl From<RuleSetError> for PyErr {
     fn from(error: RuleSetError) -> PyErr {

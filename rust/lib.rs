@@ -6,6 +6,8 @@
 use pyo3::prelude::*;
 
 mod error;
+mod memory;
+mod py_memory;
 mod py_scoring;
 mod scoring;
 mod version;
@@ -15,6 +17,8 @@ mod version;
 pub mod _core {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use crate::py_memory::MemoryIndex;
     #[pymodule_export]
     use crate::py_scoring::Scorer;
 

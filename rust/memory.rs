@@ -1,0 +1,342 @@
+//! The memory index: one tantivy index for all five layers.
+//!
+//! SQLite is the truth; this index only answers "which memories match",
+//! so content is indexed but not stored, and the index can always be rebuilt
+//! from the database. Each commit records, as its payload, the last journal
+//! sequence it contains, so a restart replays exactly what is newer.
+
+use std::fmt;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+use tantivy::collector::TopDocs;
+use tantivy::directory::MmapDirectory;
+use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
+    STRING,
+};
+use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+/// The smallest writer arena tantivy accepts, and the default here: edge
+/// devices have little memory, and the indexer batches anyway.
+pub const MIN_WRITER_BYTES: usize = 15_000_000;
+
+/// Why the index cannot be used.
+#[derive(Debug)]
+pub struct IndexError(pub String);
+
+impl fmt::Display for IndexError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<tantivy::TantivyError> for IndexError {
+    fn from(error: tantivy::TantivyError) -> IndexError {
+        IndexError(error.to_string())
+    }
+}
+
+impl From<tantivy::directory::error::OpenDirectoryError> for IndexError {
+    fn from(error: tantivy::directory::error::OpenDirectoryError) -> IndexError {
+        IndexError(error.to_string())
+    }
+}
+
+/// A memory as the index sees it.
+#[derive(Debug, Clone)]
+pub struct IndexedMemory {
+    pub id: String,
+    pub layer: String,
+    pub entity: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp: i64,
+    pub content: String,
+}
+
+/// What to look for: words (parsed leniently) and exact filters.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub query: String,
+    pub layer: Option<String>,
+    pub entity: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: usize,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    id: Field,
+    layer: Field,
+    entity: Field,
+    timestamp: Field,
+    content: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut builder = Schema::builder();
+    let content = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("en_stem")
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
+    let fields = Fields {
+        id: builder.add_text_field("id", STRING | STORED),
+        layer: builder.add_text_field("layer", STRING),
+        entity: builder.add_text_field("entity", STRING),
+        timestamp: builder.add_i64_field("timestamp", INDEXED | FAST),
+        content: builder.add_text_field("content", content),
+    };
+    (builder.build(), fields)
+}
+
+/// The index, its single writer and a reader refreshed at each commit.
+pub struct MemoryIndex {
+    index: Index,
+    fields: Fields,
+    reader: IndexReader,
+    writer: Mutex<IndexWriter>,
+    parser: QueryParser,
+}
+
+impl MemoryIndex {
+    /// Open the index in `dir`, creating it if the directory is empty.
+    pub fn open(dir: &Path, writer_bytes: usize) -> Result<MemoryIndex, IndexError> {
+        std::fs::create_dir_all(dir).map_err(|e| IndexError(format!("{}: {e}", dir.display())))?;
+        let (schema, fields) = schema();
+        let directory = MmapDirectory::open(dir)?;
+        let index = Index::open_or_create(directory, schema)?;
+        let writer = index.writer_with_num_threads(1, writer_bytes.max(MIN_WRITER_BYTES))?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        let mut parser = QueryParser::for_index(&index, vec![fields.content]);
+        parser.set_conjunction_by_default();
+        Ok(MemoryIndex {
+            index,
+            fields,
+            reader,
+            writer: Mutex::new(writer),
+            parser,
+        })
+    }
+
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, IndexError> {
+        self.writer
+            .lock()
+            .map_err(|_| IndexError("the index writer panicked earlier".into()))
+    }
+
+    /// Add memories; an id already in the index is replaced, so replaying a
+    /// journal twice never makes duplicates.
+    pub fn add(&self, memories: &[IndexedMemory]) -> Result<(), IndexError> {
+        let writer = self.writer()?;
+        let f = self.fields;
+        for memory in memories {
+            writer.delete_term(Term::from_field_text(f.id, &memory.id));
+            let mut document = doc!(
+                f.id => memory.id.as_str(),
+                f.layer => memory.layer.as_str(),
+                f.timestamp => memory.timestamp,
+                f.content => memory.content.as_str(),
+            );
+            if let Some(entity) = &memory.entity {
+                document.add_text(f.entity, entity);
+            }
+            writer.add_document(document)?;
+        }
+        Ok(())
+    }
+
+    pub fn delete(&self, ids: &[String]) -> Result<(), IndexError> {
+        let writer = self.writer()?;
+        for id in ids {
+            writer.delete_term(Term::from_field_text(self.fields.id, id));
+        }
+        Ok(())
+    }
+
+    /// Make everything added so far durable and searchable, recording the
+    /// journal sequence it reaches.
+    pub fn commit(&self, sequence: u64) -> Result<(), IndexError> {
+        let mut writer = self.writer()?;
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&sequence.to_string());
+        prepared.commit()?;
+        drop(writer);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// The journal sequence of the last commit (0 for a new index).
+    pub fn committed_sequence(&self) -> Result<u64, IndexError> {
+        let metas = self.index.load_metas()?;
+        Ok(metas
+            .payload
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_default())
+    }
+
+    pub fn doc_count(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// Remove every document (before a rebuild from the database).
+    pub fn clear(&self) -> Result<(), IndexError> {
+        self.writer()?.delete_all_documents()?;
+        Ok(())
+    }
+
+    /// Ids and BM25 scores of the best matches, best first.
+    ///
+    /// The query is parsed leniently: syntax it cannot read is dropped, never
+    /// an error. A query with no words matches nothing.
+    pub fn search(&self, search: &Search) -> Result<Vec<(String, f32)>, IndexError> {
+        let (parsed, _errors) = self.parser.parse_query_lenient(&search.query);
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, parsed)];
+        let f = self.fields;
+        for (field, value) in [(f.layer, &search.layer), (f.entity, &search.entity)] {
+            if let Some(value) = value {
+                let term = Term::from_field_text(field, value);
+                clauses.push((
+                    Occur::Must,
+                    Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                ));
+            }
+        }
+        if search.since.is_some() || search.until.is_some() {
+            let bound = |value: Option<i64>, inclusive: bool| match value {
+                None => Bound::Unbounded,
+                Some(v) if inclusive => Bound::Included(Term::from_field_i64(f.timestamp, v)),
+                Some(v) => Bound::Excluded(Term::from_field_i64(f.timestamp, v)),
+            };
+            clauses.push((
+                Occur::Must,
+                Box::new(RangeQuery::new(
+                    bound(search.since, true),
+                    bound(search.until, true),
+                )),
+            ));
+        }
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let limit = search.limit.max(1);
+        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let mut found = Vec::with_capacity(top.len());
+        for (score, address) in top {
+            let document: TantivyDocument = searcher.doc(address)?;
+            if let Some(id) = document.get_first(f.id).and_then(|v| v.as_str()) {
+                found.push((id.to_owned(), score));
+            }
+        }
+        Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn memory(id: &str, layer: &str, entity: Option<&str>, ts: i64, text: &str) -> IndexedMemory {
+        IndexedMemory {
+            id: id.into(),
+            layer: layer.into(),
+            entity: entity.map(Into::into),
+            timestamp: ts,
+            content: text.into(),
+        }
+    }
+
+    fn search(query: &str) -> Search {
+        Search {
+            query: query.into(),
+            limit: 10,
+            ..Search::default()
+        }
+    }
+
+    fn ids(found: Vec<(String, f32)>) -> Vec<String> {
+        let mut ids: Vec<String> = found.into_iter().map(|(id, _)| id).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn add_search_filter_delete_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = MemoryIndex::open(dir.path(), MIN_WRITER_BYTES).unwrap();
+        index
+            .add(&[
+                memory("a", "episodic", Some("ana"), 1_000, "Ana planted tomatoes"),
+                memory("b", "semantic", None, 2_000, "Tomatoes need sun"),
+                memory("c", "episodic", Some("bo"), 3_000, "Bo painted the fence"),
+            ])
+            .unwrap();
+        index.commit(3).unwrap();
+        assert_eq!(index.doc_count(), 3);
+        assert_eq!(ids(index.search(&search("tomato")).unwrap()), ["a", "b"]);
+        let mut filtered = search("tomatoes");
+        filtered.layer = Some("episodic".into());
+        assert_eq!(ids(index.search(&filtered).unwrap()), ["a"]);
+        let mut by_time = search("tomatoes OR fence");
+        by_time.since = Some(2_000);
+        by_time.until = Some(3_000);
+        assert_eq!(ids(index.search(&by_time).unwrap()), ["b", "c"]);
+        let mut by_entity = search("painted");
+        by_entity.entity = Some("bo".into());
+        assert_eq!(ids(index.search(&by_entity).unwrap()), ["c"]);
+
+        index
+            .add(&[memory(
+                "a",
+                "episodic",
+                Some("ana"),
+                1_000,
+                "Ana planted beans",
+            )])
+            .unwrap();
+        index.delete(&["b".into()]).unwrap();
+        index.commit(5).unwrap();
+        assert_eq!(index.doc_count(), 2, "re-adding replaces, delete removes");
+        assert!(index.search(&search("tomatoes")).unwrap().is_empty());
+        drop(index);
+
+        let again = MemoryIndex::open(dir.path(), MIN_WRITER_BYTES).unwrap();
+        assert_eq!(again.committed_sequence().unwrap(), 5);
+        assert_eq!(ids(again.search(&search("beans")).unwrap()), ["a"]);
+    }
+
+    #[test]
+    fn garbage_queries_never_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = MemoryIndex::open(dir.path(), MIN_WRITER_BYTES).unwrap();
+        index
+            .add(&[memory("a", "working", None, 1, "hello world")])
+            .unwrap();
+        index.commit(1).unwrap();
+        let long = "x".repeat(10_000);
+        for query in [
+            "\"unbalanced",
+            "content:",
+            "layer:episodic",
+            "AND OR NOT",
+            "((",
+            "-",
+            "\0",
+            "😀",
+            "",
+            "   ",
+            "*",
+            "hello^",
+            "[a TO",
+            &long,
+        ] {
+            assert!(index.search(&search(query)).is_ok(), "{query:?}");
+        }
+        assert_eq!(ids(index.search(&search("HELLO")).unwrap()), ["a"]);
+    }
+}
