@@ -71,6 +71,8 @@ class MemoryIndex:
     @property
     def committed_sequence(self) -> int:
         """The journal sequence of the last commit (0 for a new index)."""
+    def damaged_files(self) -> list[str]:
+        """Files whose checksum does not match (a truncated or damaged index)."""
     @property
     def doc_count(self) -> int:
         """Documents searchable now."""

@@ -144,6 +144,76 @@ class ConscienceSettings:
 
 
 @dataclass(frozen=True)
+class MemorySettings:
+    commit_interval_ms: int = setting(
+        1000,
+        'Longest wait before stored memories are searchable (ms)',
+        minimum=10,
+        maximum=60_000,
+    )
+    writer_mb: int = setting(
+        15,
+        'Memory budget of the index writer (MiB; tantivy needs 15)',
+        minimum=15,
+        maximum=1024,
+    )
+    consistent_timeout_s: float = setting(
+        5.0,
+        'How long ?consistent=true waits for the index (s)',
+        minimum=0.1,
+        maximum=60.0,
+    )
+    retention_interval_s: int = setting(
+        60,
+        'How often expired memories are removed (s)',
+        minimum=1,
+        maximum=86_400,
+    )
+    short_term_ttl_s: int = setting(
+        86_400,
+        'Age at which short-term memories expire (s; 0 keeps them)',
+        minimum=0,
+        maximum=10**10,
+        live=True,
+    )
+    working_ttl_s: int = setting(
+        3_600,
+        'Age at which working memories expire (s; 0 keeps them)',
+        minimum=0,
+        maximum=10**10,
+        live=True,
+    )
+    long_term_ttl_s: int = setting(
+        0,
+        'Age at which long-term memories expire (s; 0 keeps them)',
+        minimum=0,
+        maximum=10**10,
+        live=True,
+    )
+    episodic_ttl_s: int = setting(
+        0,
+        'Age at which episodic memories expire (s; 0 keeps them)',
+        minimum=0,
+        maximum=10**10,
+        live=True,
+    )
+    semantic_ttl_s: int = setting(
+        0,
+        'Age at which semantic memories expire (s; 0 keeps them)',
+        minimum=0,
+        maximum=10**10,
+        live=True,
+    )
+    max_items: int = setting(
+        0,
+        'Most memories kept per layer, oldest removed first (0: no limit)',
+        minimum=0,
+        maximum=10**9,
+        live=True,
+    )
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = setting(
         'info',
@@ -176,6 +246,7 @@ class Settings:
     conscience: ConscienceSettings = dataclasses.field(
         default_factory=ConscienceSettings
     )
+    memory: MemorySettings = dataclasses.field(default_factory=MemorySettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
     daemon: DaemonSettings = dataclasses.field(default_factory=DaemonSettings)
 

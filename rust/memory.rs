@@ -181,6 +181,18 @@ impl MemoryIndex {
             .unwrap_or_default())
     }
 
+    /// Files whose checksum does not match (a truncated or damaged index).
+    pub fn damaged_files(&self) -> Result<Vec<String>, IndexError> {
+        let mut damaged: Vec<String> = self
+            .index
+            .validate_checksum()?
+            .into_iter()
+            .map(|path| path.display().to_string())
+            .collect();
+        damaged.sort();
+        Ok(damaged)
+    }
+
     pub fn doc_count(&self) -> u64 {
         self.reader.searcher().num_docs()
     }

@@ -68,6 +68,11 @@ impl MemoryIndex {
         Ok(py.detach(|| self.inner.committed_sequence())?)
     }
 
+    /// Files whose checksum does not match (a truncated or damaged index).
+    fn damaged_files(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        Ok(py.detach(|| self.inner.damaged_files())?)
+    }
+
     /// Documents searchable now.
     #[getter]
     fn doc_count(&self) -> u64 {

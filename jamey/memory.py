@@ -1,0 +1,573 @@
+"""Five-layer memory: SQLite holds the memories, one tantivy index finds them.
+
+Every insert and delete writes a journal row in the same transaction. A
+background indexer applies the journal in batches, commits the index at most
+every ``commit_interval``, and records the last journal sequence in the
+commit; at start it replays what is newer, and rebuilds the index from SQLite
+when it is missing, unreadable or disagrees with the database. So a crash at
+any moment loses nothing that was acknowledged.
+"""
+
+import json
+import logging
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jamey import validation
+from jamey._core import MemoryIndex
+from jamey.clock import iso_utc
+from jamey.errors import InputError
+from jamey.errors import MemoryIndexError
+from jamey.errors import NotFoundError
+from jamey.storage import Database
+
+LAYERS = ('short_term', 'long_term', 'working', 'episodic', 'semantic')
+MAX_CONTENT_CHARS = 10_000
+MAX_ENTITY_CHARS = 128
+MAX_METADATA_BYTES = 4096
+MAX_LIMIT = 100
+BATCH = 1000
+FIELDS = ('content', 'layer', 'entity', 'metadata')
+log = logging.getLogger('jamey.memory')
+
+_COLUMNS = 'id, layer, content, entity, created_ms, created_at, metadata'
+
+
+@dataclass(frozen=True)
+class Memory:
+    id: str
+    layer: str
+    content: str
+    entity: str | None
+    created_ms: int
+    created_at: str
+    metadata: dict[str, Any] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            'id': self.id,
+            'layer': self.layer,
+            'content': self.content,
+            'entity': self.entity,
+            'created_at': self.created_at,
+            'metadata': self.metadata,
+        }
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Per layer: age in seconds at which memories expire (0: never), and
+    the most memories a layer keeps (0: no limit)."""
+
+    ttl_s: dict[str, int]
+    max_items: int
+
+
+def _metadata(text: str | None) -> dict[str, Any] | None:
+    return None if text is None else dict(json.loads(text))
+
+
+def _memory(row: tuple[Any, ...]) -> Memory:
+    id_, layer, content, entity, created_ms, created_at, metadata = row
+    return Memory(
+        id_, layer, content, entity, created_ms, created_at, _metadata(metadata)
+    )
+
+
+def parse_time(field: str, value: str) -> int:
+    """An ISO 8601 time (with a zone) as milliseconds since the epoch."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            field,
+            'invalid_time',
+            f'{field} must be an ISO 8601 time such as 2026-11-25T17:00:00Z.',
+        ) from None
+    if moment.tzinfo is None:
+        raise InputError(field, 'invalid_time', f'{field} must include a time zone.')
+    return int(moment.timestamp() * 1000)
+
+
+def check_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except (TypeError, ValueError):
+        raise InputError('id', 'invalid_id', 'id must be a UUID.') from None
+
+
+def _checked(raw: Any) -> dict[str, Any]:
+    body = validation.require_object(raw)
+    validation.reject_unknown(body, FIELDS)
+    for required in ('content', 'layer'):
+        if required not in body:
+            raise InputError(required, 'required', f'{required} is required.')
+    validation.text('content', body['content'], MAX_CONTENT_CHARS)
+    if body['layer'] not in LAYERS:
+        raise InputError(
+            'layer', 'unknown_layer', f'layer must be one of {", ".join(LAYERS)}.'
+        )
+    entity = body.get('entity')
+    if entity is not None:
+        validation.text('entity', entity, MAX_ENTITY_CHARS)
+    metadata = body.get('metadata')
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise InputError('metadata', 'wrong_type', 'metadata must be an object.')
+        encoded = json.dumps(metadata, ensure_ascii=False)
+        if len(encoded.encode()) > MAX_METADATA_BYTES:
+            raise InputError(
+                'metadata',
+                'too_long',
+                f'metadata is larger than {MAX_METADATA_BYTES} bytes.',
+            )
+        body = {**body, 'metadata': encoded}
+    return body
+
+
+class MemoryStore:
+    """Memories, their index and the worker that keeps the two in step."""
+
+    def __init__(
+        self,
+        db: Database,
+        index_dir: Path,
+        *,
+        commit_interval_s: float = 1.0,
+        writer_bytes: int = 15 * 1024 * 1024,
+        retention: Retention | None = None,
+        retention_interval_s: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.index_dir = index_dir
+        self.commit_interval_s = commit_interval_s
+        self.writer_bytes = writer_bytes
+        self.retention = retention or Retention({}, 0)
+        self.retention_interval_s = retention_interval_s
+        self._clock = clock
+        self._wake = threading.Condition()
+        # The index has one writer: the worker, a rebuild or the final flush.
+        self._index_lock = threading.RLock()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.index: MemoryIndex | None = None
+        self.applied = 0
+        self.committed = 0
+        self.rebuilt_at: str | None = None
+        self._last_commit = 0.0
+        self._next_retention = 0.0
+
+    # -- lifecycle -------------------------------------------------------
+
+    def start(self) -> None:
+        """Open (or rebuild) the index, replay the journal, start the worker."""
+        self.index = self._open_index()
+        self.committed = self.applied = self.index.committed_sequence
+        self._drain(commit=True)
+        if self.index.doc_count != self._count():
+            self._rebuild('the index disagrees with the database')
+        self._next_retention = self._clock()
+        self._thread = threading.Thread(
+            target=self._run, name='jamey-indexer', daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Apply and commit everything journaled, then stop the worker."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self.index is not None:
+            self._drain(commit=True)
+            self.index = None
+
+    def _open_index(self) -> MemoryIndex:
+        try:
+            index = MemoryIndex(self.index_dir, self.writer_bytes)
+            damaged = index.damaged_files()
+            if not damaged:
+                return index
+            del index  # releases the writer's lock before the files go
+            log.warning('memory.index_damaged', extra={'files': damaged})
+        except MemoryIndexError as exc:
+            log.warning('memory.index_unreadable', extra={'error': str(exc)})
+        shutil.rmtree(self.index_dir, ignore_errors=True)
+        index = MemoryIndex(self.index_dir, self.writer_bytes)
+        self.index = index
+        self._rebuild('the index was unreadable')
+        return index
+
+    def _rebuild(self, reason: str) -> None:
+        """Index every memory again, from one snapshot of the database."""
+        with self._index_lock:
+            self._rebuild_locked(reason)
+
+    def _rebuild_locked(self, reason: str) -> None:
+        assert self.index is not None
+        log.warning('memory.index_rebuilt', extra={'reason': reason})
+        conn = self.db.connection()
+        self.index.clear()
+        with conn:  # one snapshot: the memories and the sequence they reach
+            sequence = int(
+                conn.execute('SELECT coalesce(max(seq), 0) FROM memory_journal').get
+                or 0
+            )
+            sequence = max(sequence, self._journal_floor())
+            batch = []
+            for row in conn.execute(
+                'SELECT id, layer, entity, created_ms, content FROM memories'
+            ):
+                batch.append(row)
+                if len(batch) >= BATCH:
+                    self.index.add(batch)
+                    batch = []
+            self.index.add(batch)
+        self.index.commit(sequence)
+        self.applied = self.committed = sequence
+        self.rebuilt_at = iso_utc(self._clock())
+
+    def _journal_floor(self) -> int:
+        """The sequence the journal's counter has reached, even when pruned."""
+        row = (
+            self.db.connection()
+            .execute("SELECT seq FROM sqlite_sequence WHERE name = 'memory_journal'")
+            .fetchall()
+        )
+        return int(row[0][0]) if row else 0  # type: ignore[arg-type]
+
+    # -- the worker ------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                if self._stopping:
+                    return
+                pending = self._pending()
+                if not pending:
+                    self._wake.wait(self._until_retention())
+            try:
+                self._drain(commit=False)
+                self._retain_if_due()
+            except Exception:
+                # The worker must outlive a bad moment; the journal keeps
+                # everything, and the next round retries.
+                log.exception('memory.indexer_failed')
+                time.sleep(1.0)
+
+    def _pending(self) -> bool:
+        return self._latest() > self.applied or self.applied > self.committed
+
+    def _until_retention(self) -> float:
+        return max(0.05, self._next_retention - self._clock())
+
+    def _latest(self) -> int:
+        return int(
+            self.db.connection()
+            .execute('SELECT coalesce(max(seq), 0) FROM memory_journal')
+            .get
+            or 0
+        )
+
+    def _drain(self, commit: bool) -> None:
+        """Apply journal batches; commit when the interval has passed."""
+        with self._index_lock:
+            self._drain_locked(commit)
+
+    def _drain_locked(self, commit: bool) -> None:
+        assert self.index is not None
+        while True:
+            rows = (
+                self.db.connection()
+                .execute(
+                    'SELECT j.seq, j.op, j.memory_id, m.layer, m.entity, m.created_ms,'
+                    ' m.content FROM memory_journal j LEFT JOIN memories m'
+                    ' ON m.id = j.memory_id WHERE j.seq > ? ORDER BY j.seq LIMIT ?',
+                    (self.applied, BATCH),
+                )
+                .fetchall()
+            )
+            if not rows:
+                break
+            self._apply(rows)
+        if self.applied > self.committed:
+            wait = self._last_commit + self.commit_interval_s - time.monotonic()
+            if wait > 0 and not commit:
+                with self._wake:
+                    self._wake.wait(wait)
+            self._commit()
+
+    def _apply(self, rows: list[tuple[Any, ...]]) -> None:
+        assert self.index is not None
+        adds, deletes = [], []
+        for seq, op, memory_id, layer, entity, created_ms, content in rows:
+            if op == 'add' and layer is not None:
+                adds.append((memory_id, layer, entity, created_ms, content))
+            else:
+                deletes.append(memory_id)
+            self.applied = seq
+        # Deletes first: an id both added and deleted in a batch is gone in
+        # the database (the join found no row), and adding replaces by id.
+        self.index.delete(deletes)
+        self.index.add(adds)
+
+    def _commit(self) -> None:
+        assert self.index is not None
+        sequence = self.applied
+        self.index.commit(sequence)
+        self._last_commit = time.monotonic()
+        with self._wake:
+            self.committed = sequence
+            self._wake.notify_all()
+        conn = self.db.connection()
+        with conn:
+            conn.execute('DELETE FROM memory_journal WHERE seq <= ?', (sequence,))
+
+    def wait_indexed(self, sequence: int, timeout_s: float) -> bool:
+        """Block until the index has committed ``sequence``; False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._wake:
+            self._wake.notify_all()
+            while self.committed < sequence:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._wake.wait(remaining)
+        return True
+
+    # -- retention -------------------------------------------------------
+
+    def _retain_if_due(self) -> None:
+        now = self._clock()
+        if now < self._next_retention:
+            return
+        self._next_retention = now + self.retention_interval_s
+        removed = self.apply_retention()
+        if removed:
+            log.info('memory.expired', extra={'removed': removed})
+
+    def apply_retention(self) -> int:
+        """Remove memories past their layer's age or count limit."""
+        now_ms = int(self._clock() * 1000)
+        conn = self.db.connection()
+        removed = 0
+        with conn:
+            for layer in LAYERS:
+                ttl = self.retention.ttl_s.get(layer, 0)
+                if ttl:
+                    ids = conn.execute(
+                        'DELETE FROM memories WHERE layer = ? AND created_ms < ?'
+                        ' RETURNING id',
+                        (layer, now_ms - ttl * 1000),
+                    ).fetchall()
+                    removed += self._journal_deletes(conn, ids)
+                if self.retention.max_items:
+                    ids = conn.execute(
+                        'DELETE FROM memories WHERE id IN (SELECT id FROM memories'
+                        ' WHERE layer = ? ORDER BY created_ms DESC, id LIMIT -1'
+                        ' OFFSET ?) RETURNING id',
+                        (layer, self.retention.max_items),
+                    ).fetchall()
+                    removed += self._journal_deletes(conn, ids)
+        if removed:
+            self._notify()
+        return removed
+
+    @staticmethod
+    def _journal_deletes(conn: Any, ids: list[tuple[Any, ...]]) -> int:
+        conn.executemany(
+            "INSERT INTO memory_journal (memory_id, op) VALUES (?, 'delete')", ids
+        )
+        return len(ids)
+
+    # -- the capability --------------------------------------------------
+
+    def _notify(self) -> None:
+        with self._wake:
+            self._wake.notify_all()
+
+    def store(self, body: Any) -> tuple[Memory, int]:
+        """Keep one memory; returns it and its journal sequence."""
+        memories, sequence = self.store_many([body])
+        return memories[0], sequence
+
+    def store_many(self, bodies: list[Any]) -> tuple[list[Memory], int]:
+        """Keep many memories in one transaction (imports)."""
+        checked = [_checked(body) for body in bodies]
+        now = self._clock()
+        created_ms, created_at = int(now * 1000), iso_utc(now)
+        rows = [
+            (
+                str(uuid.uuid4()),
+                c['layer'],
+                c['content'],
+                c.get('entity'),
+                created_ms,
+                created_at,
+                c.get('metadata'),
+            )
+            for c in checked
+        ]
+        conn = self.db.connection()
+        with conn:
+            conn.executemany(
+                f'INSERT INTO memories ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)',  # noqa: S608
+                rows,
+            )
+            conn.executemany(
+                "INSERT INTO memory_journal (memory_id, op) VALUES (?, 'add')",
+                [(r[0],) for r in rows],
+            )
+            sequence = int(conn.execute('SELECT max(seq) FROM memory_journal').get)
+        self._notify()
+        return [_memory(r) for r in rows], sequence
+
+    def get(self, memory_id: str) -> Memory:
+        rows = (
+            self.db.connection()
+            .execute(
+                f'SELECT {_COLUMNS} FROM memories WHERE id = ?',  # noqa: S608
+                (check_id(memory_id),),
+            )
+            .fetchall()
+        )
+        if not rows:
+            raise NotFoundError('memory_not_found', 'No memory has that id.')
+        return _memory(rows[0])
+
+    def delete(self, memory_id: str) -> int:
+        conn = self.db.connection()
+        with conn:
+            gone = conn.execute(
+                'DELETE FROM memories WHERE id = ? RETURNING id', (check_id(memory_id),)
+            ).fetchall()
+            if not gone:
+                raise NotFoundError('memory_not_found', 'No memory has that id.')
+            self._journal_deletes(conn, gone)
+            sequence = int(conn.execute('SELECT max(seq) FROM memory_journal').get)
+        self._notify()
+        return sequence
+
+    def search(
+        self,
+        query: str | None = None,
+        *,
+        layer: str | None = None,
+        entity: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 20,
+    ) -> list[tuple[Memory, float | None]]:
+        """Memories matching ``query`` (best first), or the newest without one."""
+        if layer is not None and layer not in LAYERS:
+            raise InputError(
+                'layer', 'unknown_layer', f'layer must be one of {", ".join(LAYERS)}.'
+            )
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InputError(
+                'limit', 'out_of_range', f'limit must be between 1 and {MAX_LIMIT}.'
+            )
+        if entity is not None:
+            validation.text('entity', entity, MAX_ENTITY_CHARS)
+        since_ms = parse_time('since', since) if since is not None else None
+        until_ms = parse_time('until', until) if until is not None else None
+        if query is None or not query.strip():
+            return [
+                (m, None)
+                for m in self._newest(layer, entity, since_ms, until_ms, limit)
+            ]
+        validation.text('q', query, MAX_CONTENT_CHARS)
+        assert self.index is not None, 'start() first'
+        hits = self.index.search(
+            query,
+            layer=layer,
+            entity=entity,
+            since=since_ms,
+            until=until_ms,
+            limit=limit,
+        )
+        found = self._by_ids([memory_id for memory_id, _ in hits])
+        # An id the index still has but the database no longer: deleted.
+        return [(found[i], score) for i, score in hits if i in found]
+
+    def _newest(
+        self,
+        layer: str | None,
+        entity: str | None,
+        since: int | None,
+        until: int | None,
+        limit: int,
+    ) -> list[Memory]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (('layer', layer), ('entity', entity)):
+            if value is not None:
+                where.append(f'{column} = ?')
+                params.append(value)
+        if since is not None:
+            where.append('created_ms >= ?')
+            params.append(since)
+        if until is not None:
+            where.append('created_ms <= ?')
+            params.append(until)
+        sql = f'SELECT {_COLUMNS} FROM memories'  # noqa: S608 - constants only
+        if where:
+            sql += ' WHERE ' + ' AND '.join(where)
+        sql += ' ORDER BY created_ms DESC, id LIMIT ?'
+        rows = self.db.connection().execute(sql, (*params, limit)).fetchall()
+        return [_memory(r) for r in rows]
+
+    def _by_ids(self, ids: list[str]) -> dict[str, Memory]:
+        if not ids:
+            return {}
+        marks = ', '.join('?' * len(ids))
+        rows = (
+            self.db.connection()
+            .execute(
+                f'SELECT {_COLUMNS} FROM memories WHERE id IN ({marks})',  # noqa: S608
+                ids,
+            )
+            .fetchall()
+        )
+        return {str(r[0]): _memory(r) for r in rows}
+
+    def _count(self) -> int:
+        return int(self.db.connection().execute('SELECT count(*) FROM memories').get)
+
+    def lag(self) -> int:
+        """Journal entries acknowledged but not yet searchable."""
+        return max(0, self._latest() - self.committed)
+
+    def stats(self) -> dict[str, Any]:
+        conn = self.db.connection()
+        counts = dict.fromkeys(LAYERS, 0)
+        for layer, count in conn.execute(
+            'SELECT layer, count(*) FROM memories GROUP BY layer'
+        ):
+            counts[str(layer)] = int(count)
+        index_bytes = sum(
+            p.stat().st_size for p in self.index_dir.rglob('*') if p.is_file()
+        )
+        return {
+            'layers': counts,
+            'total': sum(counts.values()),
+            'index_documents': self.index.doc_count if self.index else 0,
+            'lag': self.lag(),
+            'index_bytes': index_bytes,
+            'database_bytes': self.db.path.stat().st_size,
+            'rebuilt_at': self.rebuilt_at,
+        }
+
+    def reindex(self) -> None:
+        """Rebuild the index from the database (an operator's repair)."""
+        self._rebuild('an operator asked for it')
