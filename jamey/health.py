@@ -10,11 +10,15 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import NamedTuple
 
 from jamey import __version__
 from jamey.storage import Database
+
+if TYPE_CHECKING:
+    from jamey.memory import MemoryStore
 
 OK = 'ok'
 DEGRADED = 'degraded'
@@ -61,8 +65,10 @@ class HealthChecks:
         state_dir: Path,
         thresholds: Thresholds,
         clock: Callable[[], float] = time.monotonic,
+        memories: 'MemoryStore | None' = None,
     ) -> None:
         self.db = db
+        self.memories = memories
         self.state_dir = state_dir
         self.thresholds = thresholds
         self._clock = clock
@@ -73,6 +79,8 @@ class HealthChecks:
 
     def run(self) -> Report:
         checks = [self._database(), self._disk(), self._memory(), self._versions()]
+        if self.memories is not None:
+            checks.append(self._memory_index(self.memories))
         if any(c.critical and c.status == FAILING for c in checks):
             status = FAILING
         elif any(c.status != OK for c in checks):
@@ -112,6 +120,19 @@ class HealthChecks:
         limit = self.thresholds.max_rss_mb * MIB
         status = OK if rss <= limit else DEGRADED
         return Check('memory', status, False, {'rss_bytes': rss, 'limit_bytes': limit})
+
+    @staticmethod
+    def _memory_index(memories: 'MemoryStore') -> Check:
+        """Search works from the index; a rebuild is worth an operator's look."""
+        detail: dict[str, Any] = {
+            'lag': memories.lag(),
+            'documents': memories.index_documents(),
+        }
+        if memories.rebuilt_at is not None:
+            detail['warning'] = (
+                f'index rebuilt at {memories.rebuilt_at}: {memories.rebuild_reason}'
+            )
+        return Check('memory_index', OK, False, detail)
 
     def _versions(self) -> Check:
         # Imported here: start-up does not need the extension yet.

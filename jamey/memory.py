@@ -162,6 +162,7 @@ class MemoryStore:
         self.applied = 0
         self.committed = 0
         self.rebuilt_at: str | None = None
+        self.rebuild_reason: str | None = None
         self._last_commit = 0.0
         self._next_retention = 0.0
 
@@ -236,6 +237,7 @@ class MemoryStore:
         self.index.commit(sequence)
         self.applied = self.committed = sequence
         self.rebuilt_at = iso_utc(self._clock())
+        self.rebuild_reason = reason
 
     def _journal_floor(self) -> int:
         """The sequence the journal's counter has reached, even when pruned."""
@@ -266,12 +268,13 @@ class MemoryStore:
                 time.sleep(1.0)
 
     def _pending(self) -> bool:
-        return self._latest() > self.applied or self.applied > self.committed
+        return self.latest_sequence() > self.applied or self.applied > self.committed
 
     def _until_retention(self) -> float:
         return max(0.05, self._next_retention - self._clock())
 
-    def _latest(self) -> int:
+    def latest_sequence(self) -> int:
+        """The journal sequence of the newest acknowledged change."""
         return int(
             self.db.connection()
             .execute('SELECT coalesce(max(seq), 0) FROM memory_journal')
@@ -544,9 +547,13 @@ class MemoryStore:
     def _count(self) -> int:
         return int(self.db.connection().execute('SELECT count(*) FROM memories').get)
 
+    def index_documents(self) -> int:
+        index = self.index
+        return index.doc_count if index is not None else 0
+
     def lag(self) -> int:
         """Journal entries acknowledged but not yet searchable."""
-        return max(0, self._latest() - self.committed)
+        return max(0, self.latest_sequence() - self.committed)
 
     def stats(self) -> dict[str, Any]:
         conn = self.db.connection()
@@ -561,7 +568,7 @@ class MemoryStore:
         return {
             'layers': counts,
             'total': sum(counts.values()),
-            'index_documents': self.index.doc_count if self.index else 0,
+            'index_documents': self.index_documents(),
             'lag': self.lag(),
             'index_bytes': index_bytes,
             'database_bytes': self.db.path.stat().st_size,

@@ -16,6 +16,7 @@ from jamey.api.app import routes
 from jamey.conscience import Conscience
 from jamey.health import HealthChecks
 from jamey.health import Thresholds
+from jamey.memory import MemoryStore
 
 # Stack traces, file paths, SQL and Python exception names.
 LEAKS = re.compile(r'Traceback|File "|\.py\b|/[a-z]+/|SELECT|sqlite|[A-Za-z]+Error\b')
@@ -29,7 +30,8 @@ def health(tmp_path: Path) -> HealthChecks:
 
 
 def make_app(health: HealthChecks) -> falcon.App:
-    return create_app(health, Conscience(health.db), max_body_bytes=2048)
+    memories = MemoryStore(health.db, health.state_dir / 'index')
+    return create_app(health, Conscience(health.db), memories, max_body_bytes=2048)
 
 
 @pytest.fixture
@@ -108,8 +110,9 @@ def test_openapi_is_valid_and_covers_every_route(
     document = client.simulate_get('/openapi.json').json
     validate(document)
     assert document['openapi'].startswith('3.1')
+    memories = MemoryStore(health.db, health.state_dir / 'index')
     assert set(document['paths']) == {
-        *routes(health, Conscience(health.db)),
+        *routes(health, Conscience(health.db), memories),
         '/openapi.json',
     }
     for path, operations in document['paths'].items():

@@ -12,15 +12,23 @@ from jamey.api.conscience import Rules
 from jamey.api.health import Detailed
 from jamey.api.health import Liveness
 from jamey.api.health import Root
+from jamey.api.memory import Memories
+from jamey.api.memory import MemoryItem
 from jamey.api.middleware import BodyLimit
 from jamey.api.middleware import RequestContext
 from jamey.api.openapi import OpenApi
 from jamey.api.openapi import build_document
 from jamey.conscience import Conscience
 from jamey.health import HealthChecks
+from jamey.memory import MemoryStore
 
 
-def routes(health: HealthChecks, conscience: Conscience) -> dict[str, Any]:
+def routes(
+    health: HealthChecks,
+    conscience: Conscience,
+    memories: MemoryStore,
+    consistent_timeout_s: float = 5.0,
+) -> dict[str, Any]:
     """The route table: each path served (but the document) and its resource."""
     return {
         '/': Root(),
@@ -29,11 +37,17 @@ def routes(health: HealthChecks, conscience: Conscience) -> dict[str, Any]:
         '/evaluate': Evaluate(conscience),
         '/rules': Rules(conscience),
         '/rules/{name}': RuleItem(conscience),
+        '/memories': Memories(memories, consistent_timeout_s),
+        '/memories/{id}': MemoryItem(memories),
     }
 
 
 def create_app(
-    health: HealthChecks, conscience: Conscience, max_body_bytes: int
+    health: HealthChecks,
+    conscience: Conscience,
+    memories: MemoryStore,
+    max_body_bytes: int,
+    consistent_timeout_s: float = 5.0,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the WSGI app from the capabilities it adapts; no globals."""
     # NOTE: Falcon reads the system's MIME tables (mimetypes.init) for static
@@ -43,7 +57,7 @@ def create_app(
     middleware: list[Any] = [RequestContext(), BodyLimit(max_body_bytes)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    table = routes(health, conscience)
+    table = routes(health, conscience, memories, consistent_timeout_s)
     classes = {path: type(resource) for path, resource in table.items()}
     table['/openapi.json'] = OpenApi(
         build_document({**classes, '/openapi.json': OpenApi})

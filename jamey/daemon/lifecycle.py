@@ -29,6 +29,9 @@ from jamey.errors import StorageError
 from jamey.health import FAILING
 from jamey.health import HealthChecks
 from jamey.health import Thresholds
+from jamey.memory import LAYERS
+from jamey.memory import MemoryStore
+from jamey.memory import Retention
 from jamey.storage import DATABASE_NAME
 from jamey.storage import Database
 from jamey.storage import StateLock
@@ -43,6 +46,12 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def _thresholds(settings: config.Settings) -> Thresholds:
     return Thresholds(settings.health.min_free_mb, settings.health.max_rss_mb)
+
+
+def _retention(settings: config.Settings) -> Retention:
+    memory = settings.memory
+    ttl = {layer: getattr(memory, f'{layer}_ttl_s') for layer in LAYERS}
+    return Retention(ttl, memory.max_items)
 
 
 class Daemon:
@@ -66,6 +75,7 @@ class Daemon:
         self._lock: StateLock | None = None
         self._db: Database | None = None
         self._listener: UnixListener | None = None
+        self._memories: MemoryStore | None = None
 
     def start(self) -> None:
         """Bring every part up in dependency order, then tell systemd.
@@ -86,12 +96,32 @@ class Daemon:
             log.info(
                 'storage.migrated', extra={'from_version': before, 'to_version': after}
             )
-        self.health = HealthChecks(
-            self._db, state_dir, _thresholds(self.settings), clock=self._clock
-        )
         self.conscience = Conscience(self._db, self.settings.conscience.deny_weight)
+        memory = self.settings.memory
+        self._memories = MemoryStore(
+            self._db,
+            state_dir / 'index',
+            commit_interval_s=memory.commit_interval_ms / 1000,
+            writer_bytes=memory.writer_mb * 1024 * 1024,
+            retention=_retention(self.settings),
+            retention_interval_s=memory.retention_interval_s,
+        )
+        self._memories.start()
+        self.health = HealthChecks(
+            self._db,
+            state_dir,
+            _thresholds(self.settings),
+            clock=self._clock,
+            memories=self._memories,
+        )
         api = self.settings.api
-        app = create_app(self.health, self.conscience, api.max_body_bytes)
+        app = create_app(
+            self.health,
+            self.conscience,
+            self._memories,
+            api.max_body_bytes,
+            memory.consistent_timeout_s,
+        )
         self._listener = UnixListener(
             app,
             api.socket,
@@ -164,6 +194,8 @@ class Daemon:
             self.settings, restart = config.merge_live(self.settings, loaded)
             logs.set_level(self.settings.log.level)
             self.health.thresholds = _thresholds(self.settings)
+            if self._memories is not None:
+                self._memories.retention = _retention(self.settings)
             log.info('config.reloaded', extra={'restart_needed': restart})
         try:
             self.conscience.reload(self.settings.conscience.deny_weight)
@@ -195,6 +227,9 @@ class Daemon:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self._memories is not None:
+            self._memories.stop()  # applies and commits what is journaled
+            self._memories = None
         if self._db is not None:
             self._db.close()
             self._db = None

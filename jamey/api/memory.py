@@ -1,0 +1,237 @@
+"""``/memories``: thin adapters over jamey.memory."""
+
+from typing import Any
+from typing import ClassVar
+
+import falcon
+
+from jamey import memory
+from jamey.api.body import read_json
+from jamey.api.problems import Problem
+from jamey.errors import InputError
+from jamey.memory import MemoryStore
+
+_JSON = 'application/json'
+_QUERY = ('q', 'layer', 'entity', 'since', 'until', 'limit', 'consistent')
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {'$ref': f'#/components/schemas/{name}'}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        'name': name,
+        'in': 'query',
+        'required': False,
+        'schema': schema,
+        'description': description,
+    }
+
+
+SCHEMAS: dict[str, Any] = {
+    'MemoryInput': {
+        'type': 'object',
+        'additionalProperties': False,
+        'required': ['content', 'layer'],
+        'properties': {
+            'content': {
+                'type': 'string',
+                'minLength': 1,
+                'maxLength': memory.MAX_CONTENT_CHARS,
+            },
+            'layer': {'type': 'string', 'enum': list(memory.LAYERS)},
+            'entity': {
+                'type': 'string',
+                'minLength': 1,
+                'maxLength': memory.MAX_ENTITY_CHARS,
+            },
+            'metadata': {'type': 'object'},
+        },
+    },
+    'Memory': {
+        'type': 'object',
+        'required': ['id', 'layer', 'content', 'entity', 'created_at', 'metadata'],
+        'properties': {
+            'id': {'type': 'string', 'format': 'uuid'},
+            'layer': {'type': 'string', 'enum': list(memory.LAYERS)},
+            'content': {'type': 'string'},
+            'entity': {'type': ['string', 'null']},
+            'created_at': {'type': 'string'},
+            'metadata': {'type': ['object', 'null']},
+            'score': {'type': ['number', 'null']},
+        },
+    },
+    'MemoryList': {
+        'type': 'object',
+        'required': ['memories'],
+        'properties': {'memories': {'type': 'array', 'items': _ref('Memory')}},
+    },
+}
+
+
+def _flag(req: falcon.Request, name: str) -> bool:
+    value = req.get_param(name)
+    if value is None or value in ('true', '1'):
+        return value is not None
+    if value in ('false', '0'):
+        return False
+    raise InputError(name, 'wrong_type', f'{name} must be true or false.')
+
+
+def _limit(req: falcon.Request) -> int:
+    raw = req.get_param('limit')
+    if raw is None:
+        return 20
+    if not raw.isdigit():
+        raise InputError('limit', 'wrong_type', 'limit must be a whole number.')
+    return int(raw)
+
+
+class Memories:
+    """``POST /memories`` and ``GET /memories`` (search, or newest first)."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        'post': {
+            'summary': 'Keep a memory',
+            'operationId': 'storeMemory',
+            'requestBody': {
+                'required': True,
+                'content': {_JSON: {'schema': _ref('MemoryInput')}},
+            },
+            'responses': {
+                '201': {
+                    'description': 'Kept',
+                    'content': {_JSON: {'schema': _ref('Memory')}},
+                }
+            },
+        },
+        'get': {
+            'summary': 'Search memories (BM25), or list the newest without q',
+            'operationId': 'searchMemories',
+            'parameters': [
+                _query(
+                    'q',
+                    {'type': 'string', 'maxLength': memory.MAX_CONTENT_CHARS},
+                    'words to look for; any syntax is accepted',
+                ),
+                _query(
+                    'layer',
+                    {'type': 'string', 'enum': list(memory.LAYERS)},
+                    'only this layer',
+                ),
+                _query(
+                    'entity',
+                    {'type': 'string', 'maxLength': memory.MAX_ENTITY_CHARS},
+                    'only memories of this entity',
+                ),
+                _query(
+                    'since',
+                    {'type': 'string', 'format': 'date-time'},
+                    'created at or after',
+                ),
+                _query(
+                    'until',
+                    {'type': 'string', 'format': 'date-time'},
+                    'created at or before',
+                ),
+                _query(
+                    'limit',
+                    {'type': 'integer', 'minimum': 1, 'maximum': memory.MAX_LIMIT},
+                    'at most this many',
+                ),
+                _query(
+                    'consistent',
+                    {'type': 'boolean'},
+                    'wait until every memory stored before is searchable',
+                ),
+            ],
+            'responses': {
+                '200': {
+                    'description': 'Matches, best first',
+                    'content': {_JSON: {'schema': _ref('MemoryList')}},
+                }
+            },
+        },
+    }
+    schemas: ClassVar[dict[str, Any]] = SCHEMAS
+
+    def __init__(self, store: MemoryStore, consistent_timeout_s: float) -> None:
+        self.store = store
+        self.consistent_timeout_s = consistent_timeout_s
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        kept, _ = self.store.store(read_json(req))
+        resp.status = falcon.HTTP_201
+        resp.location = f'/memories/{kept.id}'
+        resp.media = kept.as_dict()
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        unknown = sorted(set(req.params) - set(_QUERY))
+        if unknown:
+            raise InputError(
+                unknown[0], 'unknown_field', f'Unknown parameter {unknown[0]!r}.'
+            )
+        for name, value in req.params.items():
+            if not isinstance(value, str):
+                raise InputError(name, 'wrong_type', f'{name} must be given once.')
+        if _flag(req, 'consistent'):
+            latest = self.store.latest_sequence()
+            if not self.store.wait_indexed(latest, self.consistent_timeout_s):
+                raise Problem(
+                    503,
+                    'index_behind',
+                    'The index did not catch up in time; try again.',
+                )
+        found = self.store.search(
+            req.get_param('q'),
+            layer=req.get_param('layer'),
+            entity=req.get_param('entity'),
+            since=req.get_param('since'),
+            until=req.get_param('until'),
+            limit=_limit(req),
+        )
+        resp.media = {
+            'memories': [{**m.as_dict(), 'score': score} for m, score in found]
+        }
+
+
+class MemoryItem:
+    """``GET|DELETE /memories/{id}``."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        'parameters': [
+            {
+                'name': 'id',
+                'in': 'path',
+                'required': True,
+                'schema': {'type': 'string', 'maxLength': 64},
+            }
+        ],
+        'get': {
+            'summary': 'One memory',
+            'operationId': 'getMemory',
+            'responses': {
+                '200': {
+                    'description': 'The memory',
+                    'content': {_JSON: {'schema': _ref('Memory')}},
+                }
+            },
+        },
+        'delete': {
+            'summary': 'Forget a memory (it leaves the index too)',
+            'operationId': 'forgetMemory',
+            'responses': {'204': {'description': 'Forgotten'}},
+        },
+    }
+    schemas: ClassVar[dict[str, Any]] = SCHEMAS
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        resp.media = self.store.get(id).as_dict()
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
+        self.store.delete(id)
+        resp.status = falcon.HTTP_204
