@@ -571,9 +571,14 @@ class MemoryStore:
             'index_documents': self.index_documents(),
             'lag': self.lag(),
             'index_bytes': index_bytes,
-            'database_bytes': self.db.path.stat().st_size,
+            'database_bytes': sum(p.stat().st_size for p in self._database_files()),
             'rebuilt_at': self.rebuilt_at,
         }
+
+    def _database_files(self) -> list[Path]:
+        path = self.db.path
+        candidates = [path, path.with_name(path.name + '-wal')]
+        return [p for p in candidates if p.exists()]
 
     def reindex(self) -> None:
         """Rebuild the index from the database (an operator's repair)."""

@@ -14,6 +14,8 @@ from jamey.api.health import Liveness
 from jamey.api.health import Root
 from jamey.api.memory import Memories
 from jamey.api.memory import MemoryItem
+from jamey.api.memory import MemoryReindex
+from jamey.api.memory import MemoryStats
 from jamey.api.middleware import BodyLimit
 from jamey.api.middleware import RequestContext
 from jamey.api.openapi import OpenApi
@@ -39,6 +41,8 @@ def routes(
         '/rules/{name}': RuleItem(conscience),
         '/memories': Memories(memories, consistent_timeout_s),
         '/memories/{id}': MemoryItem(memories),
+        '/memories/stats': MemoryStats(memories),
+        '/memories/reindex': MemoryReindex(memories),
     }
 
 

@@ -235,3 +235,60 @@ class MemoryItem:
     def on_delete(self, req: falcon.Request, resp: falcon.Response, id: str) -> None:
         self.store.delete(id)
         resp.status = falcon.HTTP_204
+
+
+class MemoryStats:
+    """``GET /memories/stats``: counts per layer, index documents, lag, sizes."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        'get': {
+            'summary': 'Counts per layer, index documents, lag and sizes on disk',
+            'operationId': 'memoryStats',
+            'responses': {
+                '200': {
+                    'description': 'The figures',
+                    'content': {
+                        _JSON: {
+                            'schema': {'type': 'object', 'required': ['layers', 'lag']}
+                        }
+                    },
+                }
+            },
+        }
+    }
+    schemas: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = self.store.stats()
+
+
+class MemoryReindex:
+    """``POST /memories/reindex``: rebuild the index from the database."""
+
+    spec: ClassVar[dict[str, Any]] = {
+        'post': {
+            'summary': 'Rebuild the search index from the database',
+            'operationId': 'reindexMemories',
+            'responses': {
+                '200': {
+                    'description': 'Rebuilt; the figures after',
+                    'content': {
+                        _JSON: {
+                            'schema': {'type': 'object', 'required': ['layers', 'lag']}
+                        }
+                    },
+                }
+            },
+        }
+    }
+    schemas: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.store.reindex()
+        resp.media = self.store.stats()

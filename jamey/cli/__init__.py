@@ -17,6 +17,7 @@ from typing import Any
 from jamey import __version__
 from jamey import config
 from jamey.cli import conscience
+from jamey.cli import memory
 from jamey.cli.client import Client
 from jamey.cli.client import DaemonUnreachableError
 from jamey.cli.output import EX_CONFIG
@@ -155,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(offline=cmd_config_check)
     conscience.register(commands)
+    memory.register(commands)
     return parser
 
 

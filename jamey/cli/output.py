@@ -10,6 +10,7 @@ from jamey.cli.client import Reply
 
 EX_OK = 0
 EX_REFUSED = 1
+EX_USAGE = 2
 EX_UNAVAILABLE = 69
 EX_CONFIG = 78
 
