@@ -1,0 +1,309 @@
+"""The memory store and its index, in-process, on real SQLite and tantivy."""
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jamey import storage
+from jamey.errors import InputError
+from jamey.errors import NotFoundError
+from jamey.memory import MemoryStore
+from jamey.memory import Retention
+
+T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> storage.Database:
+    database = storage.Database(tmp_path / 'jamey.db')
+    database.migrate()
+    return database
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def make_store(db: storage.Database, clock: Clock, **kw: Any) -> MemoryStore:
+    return MemoryStore(
+        db, db.path.parent / 'index', commit_interval_s=0.02, clock=clock, **kw
+    )
+
+
+@pytest.fixture
+def store(db: storage.Database, clock: Clock) -> Iterator[MemoryStore]:
+    memories = make_store(db, clock)
+    memories.start()
+    yield memories
+    memories.stop()
+
+
+def keep(
+    store: MemoryStore, content: str, layer: str = 'episodic', **extra: Any
+) -> str:
+    memory, sequence = store.store({'content': content, 'layer': layer, **extra})
+    assert store.wait_indexed(sequence, 10)
+    return memory.id
+
+
+def found(store: MemoryStore, query: str | None, **filters: Any) -> list[str]:
+    return [m.content for m, _ in store.search(query, **filters)]
+
+
+def test_store_search_get_delete(store: MemoryStore) -> None:
+    first = keep(
+        store,
+        'Ana planted tomatoes in the garden',
+        entity='ana',
+        metadata={'mood': 'sunny'},
+    )
+    keep(store, 'Bo painted the fence', layer='semantic')
+    assert found(store, 'tomato') == ['Ana planted tomatoes in the garden']
+    memory = store.get(first)
+    assert memory.metadata == {'mood': 'sunny'}
+    assert memory.created_at == '2027-01-15T08:00:00.000Z'
+    sequence = store.delete(first)
+    assert store.wait_indexed(sequence, 10)
+    assert found(store, 'tomato') == []
+    with pytest.raises(NotFoundError):
+        store.get(first)
+    with pytest.raises(NotFoundError):
+        store.delete(first)
+
+
+def test_filters_are_exact(store: MemoryStore, clock: Clock) -> None:
+    keep(store, 'tea with ana', layer='episodic', entity='ana')
+    clock.now += 3600
+    keep(store, 'tea with bo', layer='episodic', entity='bo')
+    clock.now += 3600
+    keep(store, 'tea facts', layer='semantic')
+    assert found(store, 'tea', entity='ana') == ['tea with ana']
+    assert sorted(found(store, 'tea', layer='episodic')) == [
+        'tea with ana',
+        'tea with bo',
+    ]
+    assert found(
+        store, 'tea', since='2027-01-15T08:30:00Z', until='2027-01-15T09:30:00+00:00'
+    ) == ['tea with bo']
+    assert found(store, 'tea', until='2027-01-15T08:00:00Z') == ['tea with ana']
+    # Without words: newest first, with the same filters.
+    assert found(store, None) == ['tea facts', 'tea with bo', 'tea with ana']
+    assert found(store, '', layer='episodic', limit=1) == ['tea with bo']
+
+
+@pytest.mark.parametrize(
+    'query',
+    [
+        '"unbalanced',
+        'content:',
+        'layer:episodic',
+        'AND OR NOT',
+        '((',
+        '-',
+        '*',
+        '\U0001f600',
+        'hello^',
+        '[a TO',
+        'x' * 10_000,
+        'tea AND',
+        '+tea -',
+    ],
+)
+def test_garbage_queries_never_fail(store: MemoryStore, query: str) -> None:
+    keep(store, 'tea time')
+    store.search(query)
+
+
+@pytest.mark.parametrize(
+    ('body', 'field', 'code'),
+    [
+        ({'layer': 'episodic'}, 'content', 'required'),
+        ({'content': 'x'}, 'layer', 'required'),
+        ({'content': 'x', 'layer': 'dreams'}, 'layer', 'unknown_layer'),
+        ({'content': '', 'layer': 'working'}, 'content', 'empty'),
+        ({'content': 'x' * 10_001, 'layer': 'working'}, 'content', 'too_long'),
+        ({'content': 'nul\x00', 'layer': 'working'}, 'content', 'control_characters'),
+        ({'content': 5, 'layer': 'working'}, 'content', 'wrong_type'),
+        (
+            {'content': 'x', 'layer': 'working', 'entity': 'e' * 129},
+            'entity',
+            'too_long',
+        ),
+        (
+            {'content': 'x', 'layer': 'working', 'metadata': []},
+            'metadata',
+            'wrong_type',
+        ),
+        (
+            {'content': 'x', 'layer': 'working', 'metadata': {'k': 'v' * 5000}},
+            'metadata',
+            'too_long',
+        ),
+        ({'content': 'x', 'layer': 'working', 'tags': []}, 'tags', 'unknown_field'),
+        ('text', '', 'wrong_type'),
+    ],
+)
+def test_invalid_memories(store: MemoryStore, body: Any, field: str, code: str) -> None:
+    with pytest.raises(InputError) as caught:
+        store.store(body)
+    assert (caught.value.field, caught.value.code) == (field, code)
+    assert store.stats()['total'] == 0
+
+
+@pytest.mark.parametrize(
+    ('kwargs', 'field', 'code'),
+    [
+        ({'layer': 'dreams'}, 'layer', 'unknown_layer'),
+        ({'limit': 0}, 'limit', 'out_of_range'),
+        ({'limit': 101}, 'limit', 'out_of_range'),
+        ({'since': 'yesterday'}, 'since', 'invalid_time'),
+        ({'until': '2027-01-15T08:00:00'}, 'until', 'invalid_time'),
+    ],
+)
+def test_invalid_searches(
+    store: MemoryStore, kwargs: dict[str, Any], field: str, code: str
+) -> None:
+    with pytest.raises(InputError) as caught:
+        store.search('tea', **kwargs)
+    assert (caught.value.field, caught.value.code) == (field, code)
+
+
+def test_invalid_ids(store: MemoryStore) -> None:
+    for bad in ('nope', '', '../../etc', '1234'):
+        with pytest.raises(InputError) as caught:
+            store.get(bad)
+        assert caught.value.code == 'invalid_id'
+
+
+def test_retention_by_age_and_count(db: storage.Database, clock: Clock) -> None:
+    # The worker's own schedule is far away: this test applies retention.
+    store = make_store(
+        db,
+        clock,
+        retention_interval_s=10**9,
+        retention=Retention({'short_term': 24 * 3600, 'working': 3600}, max_items=2),
+    )
+    store.start()
+    try:
+        keep(store, 'old chat', layer='short_term')
+        keep(store, 'old scratch', layer='working')
+        for n in range(3):
+            keep(store, f'fact {n}', layer='semantic')
+            clock.now += 1
+        clock.now += 2 * 3600  # scratch expires, chat not yet
+        assert store.apply_retention() == 2  # scratch, and the oldest fact
+        clock.now += 24 * 3600
+        assert store.apply_retention() == 1  # chat
+        assert store.wait_indexed(store.latest_sequence(), 10)
+        assert sorted(found(store, None)) == ['fact 1', 'fact 2']
+        assert found(store, 'scratch OR chat') == []
+        assert store.index_documents() == 2
+    finally:
+        store.stop()
+
+
+def test_the_worker_applies_retention_on_its_schedule(
+    db: storage.Database, clock: Clock
+) -> None:
+    store = make_store(
+        db,
+        clock,
+        retention_interval_s=60,
+        retention=Retention({'working': 3600}, max_items=0),
+    )
+    store.start()
+    try:
+        keep(store, 'scratch', layer='working')
+        clock.now += 2 * 3600
+        store.store({'content': 'wake the worker', 'layer': 'semantic'})
+        deadline = time.monotonic() + 10
+        while found(store, None, layer='working') and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert found(store, None, layer='working') == []
+        assert store.wait_indexed(store.latest_sequence(), 10)
+        assert found(store, 'scratch') == []
+    finally:
+        store.stop()
+
+
+def test_store_many_in_one_transaction(store: MemoryStore) -> None:
+    memories, sequence = store.store_many(
+        [{'content': f'note {i}', 'layer': 'long_term'} for i in range(500)]
+    )
+    assert len({m.id for m in memories}) == 500
+    assert store.wait_indexed(sequence, 10)
+    assert store.index_documents() == 500
+    with pytest.raises(InputError):
+        store.store_many(
+            [
+                {'content': 'fine', 'layer': 'working'},
+                {'content': 'bad', 'layer': 'nope'},
+            ]
+        )
+    assert store.stats()['total'] == 500, 'nothing of a refused batch is kept'
+
+
+def test_the_journal_survives_a_stop_before_commit(
+    db: storage.Database, clock: Clock
+) -> None:
+    store = make_store(db, clock)
+    store.start()
+    store.stop()
+    # Stored while no indexer runs (as if the daemon died before indexing).
+    store.store({'content': 'written but never indexed', 'layer': 'episodic'})
+    again = make_store(db, clock)
+    again.start()
+    try:
+        assert found(again, 'indexed') == ['written but never indexed']
+        assert again.rebuilt_at is None, 'a replay, not a rebuild'
+    finally:
+        again.stop()
+
+
+def test_a_deleted_index_is_rebuilt(db: storage.Database, clock: Clock) -> None:
+    store = make_store(db, clock)
+    store.start()
+    for n in range(20):
+        keep(store, f'garden note {n}')
+    store.stop()
+    shutil.rmtree(db.path.parent / 'index')
+    again = make_store(db, clock)
+    again.start()
+    try:
+        assert len(again.search('garden', limit=100)) == 20
+        assert again.rebuilt_at is not None
+    finally:
+        again.stop()
+
+
+def test_a_truncated_segment_is_rebuilt(db: storage.Database, clock: Clock) -> None:
+    store = make_store(db, clock)
+    store.start()
+    for n in range(20):
+        keep(store, f'garden note {n}')
+    store.stop()
+    segment = max(
+        (db.path.parent / 'index').glob('*.idx'), key=lambda p: p.stat().st_size
+    )
+    segment.write_bytes(segment.read_bytes()[: segment.stat().st_size // 2])
+    again = make_store(db, clock)
+    again.start()
+    try:
+        assert len(again.search('garden', limit=100)) == 20
+        assert again.rebuild_reason is not None
+        assert again.stats()['index_documents'] == 20
+    finally:
+        again.stop()
