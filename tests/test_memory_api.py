@@ -1,0 +1,216 @@
+"""/memories over the real socket of a real jameyd, SIGKILL included."""
+
+import http.client
+import json
+import random
+import shutil
+import signal
+import threading
+import time
+import urllib.parse
+from typing import Any
+
+import pytest
+from conftest import Jameyd
+from conftest import request
+from conftest import run_cli
+
+JSON = {'Content-Type': 'application/json'}
+FAST = {'JAMEY_MEMORY_COMMIT_INTERVAL_MS': '50'}
+
+
+def store(daemon: Jameyd, body: Any) -> tuple[int, Any]:
+    status, _, document = request(
+        daemon.socket, 'POST', '/memories', body=json.dumps(body).encode(), headers=JSON
+    )
+    return status, document
+
+
+def search(daemon: Jameyd, **params: str) -> tuple[int, Any]:
+    status, _, document = daemon.get('/memories?' + urllib.parse.urlencode(params))
+    return status, document
+
+
+def test_store_and_find(make_jameyd: Any) -> None:
+    daemon = make_jameyd(env=FAST).start()
+    status, kept = store(
+        daemon,
+        {
+            'content': 'Ana planted tomatoes',
+            'layer': 'episodic',
+            'entity': 'ana',
+            'metadata': {'mood': 'sunny'},
+        },
+    )
+    assert status == 201
+    status, result = search(daemon, q='tomato', consistent='true')
+    assert status == 200
+    assert [m['id'] for m in result['memories']] == [kept['id']]
+    assert result['memories'][0]['metadata'] == {'mood': 'sunny'}
+    assert daemon.get(f'/memories/{kept["id"]}')[2]['content'] == 'Ana planted tomatoes'
+    assert request(daemon.socket, 'DELETE', f'/memories/{kept["id"]}')[0] == 204
+    assert search(daemon, q='tomato', consistent='true')[1]['memories'] == []
+    status, _, problem = daemon.get(f'/memories/{kept["id"]}')
+    assert (status, problem['code']) == (404, 'memory_not_found')
+
+
+@pytest.mark.parametrize(
+    ('target', 'field', 'code'),
+    [
+        ('/memories?layer=dreams', 'layer', 'unknown_layer'),
+        ('/memories?limit=abc', 'limit', 'wrong_type'),
+        ('/memories?limit=500', 'limit', 'out_of_range'),
+        ('/memories?since=yesterday', 'since', 'invalid_time'),
+        ('/memories?until=2026-01-01T00:00:00', 'until', 'invalid_time'),
+        ('/memories?colour=red', 'colour', 'unknown_field'),
+        ('/memories?q=a&q=b', 'q', 'wrong_type'),
+        ('/memories?consistent=maybe', 'consistent', 'wrong_type'),
+        ('/memories/not-a-uuid', 'id', 'invalid_id'),
+    ],
+)
+def test_bad_queries_name_the_field(
+    jameyd: Jameyd, target: str, field: str, code: str
+) -> None:
+    status, _, problem = jameyd.get(target)
+    assert (status, problem['field'], problem['code']) == (422, field, code)
+
+
+@pytest.mark.parametrize(
+    'query',
+    [
+        '"unbalanced',
+        'content:x',
+        'layer:episodic',
+        'AND OR NOT',
+        '((',
+        '*',
+        '-',
+        '\U0001f600',
+        'a' * 10_000,
+    ],
+)
+def test_query_garbage_is_never_a_server_error(jameyd: Jameyd, query: str) -> None:
+    store(jameyd, {'content': 'plain words', 'layer': 'working'})
+    status, _ = search(jameyd, q=query)
+    assert status == 200
+
+
+def test_nul_in_a_query_is_refused_cleanly(jameyd: Jameyd) -> None:
+    status, _, problem = jameyd.get('/memories?q=a%00b')
+    assert (status, problem['code']) == (422, 'control_characters')
+
+
+@pytest.mark.parametrize(
+    ('body', 'field', 'code'),
+    [
+        ({'content': 'x', 'layer': 'dreams'}, 'layer', 'unknown_layer'),
+        ({'content': 'x' * 10_001, 'layer': 'working'}, 'content', 'too_long'),
+        ({'layer': 'working'}, 'content', 'required'),
+        (
+            {'content': 'x', 'layer': 'working', 'metadata': 'k=v'},
+            'metadata',
+            'wrong_type',
+        ),
+        ({'content': 'x', 'layer': 'working', 'id': 'mine'}, 'id', 'unknown_field'),
+    ],
+)
+def test_bad_memories_name_the_field(
+    jameyd: Jameyd, body: Any, field: str, code: str
+) -> None:
+    status, problem = store(jameyd, body)
+    assert (status, problem['field'], problem['code']) == (422, field, code)
+
+
+def test_acknowledged_memories_survive_sigkill(make_jameyd: Any) -> None:
+    rng = random.Random(20261125)
+    acknowledged: dict[int, set[str]] = {}
+    for round_number in range(20):
+        daemon = make_jameyd(env=FAST).start()
+        acked: set[str] = set()
+        stop = threading.Event()
+
+        def writer(
+            daemon: Jameyd = daemon,
+            acked: set[str] = acked,
+            stop: threading.Event = stop,
+            tag: str = f'round{round_number}x',
+        ) -> None:
+            while not stop.is_set() and len(acked) < 90:
+                try:
+                    status, kept = store(
+                        daemon, {'content': f'{tag} note', 'layer': 'episodic'}
+                    )
+                except (OSError, http.client.HTTPException):
+                    return  # killed mid-request: not acknowledged
+                if status == 201:
+                    acked.add(kept['id'])
+
+        threads = [threading.Thread(target=writer) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        time.sleep(rng.uniform(0.05, 0.5))
+        daemon.signal(signal.SIGKILL)
+        daemon.wait()
+        stop.set()
+        for thread in threads:
+            thread.join()
+        acknowledged[round_number] = acked
+
+    daemon = make_jameyd(env=FAST).start()
+    total = 0
+    for round_number, acked in acknowledged.items():
+        status, result = search(
+            daemon, q=f'round{round_number}x', limit='100', consistent='true'
+        )
+        assert status == 200
+        ids = [m['id'] for m in result['memories']]
+        assert len(ids) == len(set(ids)), 'no memory twice'
+        assert acked <= set(ids), f'round {round_number} lost acknowledged memories'
+        total += len(ids)
+    stats = daemon.get('/memories/stats')[2]
+    assert stats['index_documents'] == stats['total'] == total
+    assert sum(len(a) for a in acknowledged.values()) > 100, 'the writers did work'
+
+
+def test_index_deleted_while_stopped_is_rebuilt(make_jameyd: Any) -> None:
+    daemon = make_jameyd(env=FAST).start()
+    for n in range(30):
+        store(daemon, {'content': f'garden note {n}', 'layer': 'semantic'})
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    shutil.rmtree(daemon.state_dir / 'index')
+    again = make_jameyd(env=FAST).start()
+    status, result = search(again, q='garden', limit='100', consistent='true')
+    assert status == 200
+    assert len(result['memories']) == 30
+    check = again.get('/health/detailed')[2]['checks']['memory_index']
+    assert 'rebuilt' in check['warning']
+    assert any(line['event'] == 'memory.index_rebuilt' for line in again.log_lines())
+
+
+def test_jameyctl_memory(jameyd: Jameyd) -> None:
+    socket = ['--socket', str(jameyd.socket)]
+    result = run_cli(
+        *socket,
+        'memory',
+        'store',
+        'Bo painted the fence',
+        '--layer',
+        'episodic',
+        '--entity',
+        'bo',
+    )
+    assert result.returncode == 0, result.stderr
+    memory_id = result.stdout.split()[0]
+    result = run_cli(*socket, 'memory', 'search', 'painting', '--consistent')
+    assert memory_id in result.stdout
+    assert 'Bo painted the fence' in result.stdout
+    result = run_cli(*socket, '--json', 'memory', 'stats')
+    assert json.loads(result.stdout)['layers']['episodic'] == 1
+    assert run_cli(*socket, 'memory', 'get', memory_id).returncode == 0
+    assert run_cli(*socket, 'memory', 'reindex').returncode == 0
+    assert run_cli(*socket, 'memory', 'forget', memory_id).returncode == 0
+    result = run_cli(*socket, 'memory', 'get', memory_id)
+    assert result.returncode == 1
+    assert run_cli(*socket, 'memory', 'store', 'x', '--layer', 'dreams').returncode == 1
+    assert run_cli(*socket, 'memory', 'store', 'x', '--metadata', '[').returncode == 2
