@@ -288,7 +288,20 @@ class MemoryStore:
             self._drain_locked(commit)
 
     def _drain_locked(self, commit: bool) -> None:
-        assert self.index is not None
+        self._apply_journal()
+        if self.applied <= self.committed:
+            return
+        if not commit:
+            # At most one commit per interval (each fsyncs several files):
+            # stores that arrive meanwhile are applied and join this commit.
+            deadline = self._last_commit + self.commit_interval_s
+            while not self._stopping and (remaining := deadline - time.monotonic()) > 0:
+                with self._wake:
+                    self._wake.wait(remaining)
+            self._apply_journal()
+        self._commit()
+
+    def _apply_journal(self) -> None:
         while True:
             rows = (
                 self.db.connection()
@@ -301,14 +314,8 @@ class MemoryStore:
                 .fetchall()
             )
             if not rows:
-                break
+                return
             self._apply(rows)
-        if self.applied > self.committed:
-            wait = self._last_commit + self.commit_interval_s - time.monotonic()
-            if wait > 0 and not commit:
-                with self._wake:
-                    self._wake.wait(wait)
-            self._commit()
 
     def _apply(self, rows: list[tuple[Any, ...]]) -> None:
         assert self.index is not None
