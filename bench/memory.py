@@ -186,7 +186,8 @@ class TantivyPy:
         self.index.reload()
 
     def search(self, query: str, layer: str | None) -> int:
-        parsed = self.index.parse_query(query, ['content'])
+        # Lenient, as jamey parses: stop words alone are not an error.
+        parsed, _ = self.index.parse_query_lenient(query, ['content'])
         if layer is not None:
             term = tantivy.Query.term_query(self.schema, 'layer', layer)
             parsed = tantivy.Query.boolean_query(

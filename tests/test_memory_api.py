@@ -2,6 +2,7 @@
 
 import http.client
 import json
+import os
 import random
 import shutil
 import signal
@@ -122,9 +123,11 @@ def test_bad_memories_name_the_field(
 
 
 def test_acknowledged_memories_survive_sigkill(make_jameyd: Any) -> None:
+    """SIGKILL at random moments under concurrent stores; STRESS_KILLS=200
+    makes it a stress run."""
     rng = random.Random(20261125)
     acknowledged: dict[int, set[str]] = {}
-    for round_number in range(20):
+    for round_number in range(int(os.environ.get('STRESS_KILLS', '20'))):
         daemon = make_jameyd(env=FAST).start()
         acked: set[str] = set()
         stop = threading.Event()
