@@ -61,7 +61,7 @@ class MemoryIndex:
 
     def __new__(cls, path: str | PathLike[str], writer_bytes: int) -> MemoryIndex: ...
     def add(self, memories: list[tuple[str, str, str | None, int, str]]) -> None:
-        """Add (or replace, by id) ``(id, layer, entity, timestamp_ms, content)``."""
+        """Add ``(id, layer, entity, timestamp_ms, content)``; ids are new."""
     def delete(self, ids: list[str]) -> None:
         """Remove memories by id; effective at the next commit."""
     def clear(self) -> None:

@@ -326,8 +326,8 @@ class MemoryStore:
             else:
                 deletes.append(memory_id)
             self.applied = seq
-        # Deletes first: an id both added and deleted in a batch is gone in
-        # the database (the join found no row), and adding replaces by id.
+        # An id added and deleted within one batch has no row any more (the
+        # join found none), so it is only deleted; ids are never reused.
         self.index.delete(deletes)
         self.index.add(adds)
 

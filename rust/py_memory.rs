@@ -30,7 +30,7 @@ impl MemoryIndex {
         Ok(MemoryIndex { inner })
     }
 
-    /// Add (or replace, by id) memories; visible after the next commit.
+    /// Add memories (never already in the index); visible after the next commit.
     fn add(&self, py: Python<'_>, memories: Vec<PyMemory>) -> PyResult<()> {
         let memories: Vec<memory::IndexedMemory> = memories
             .into_iter()
