@@ -438,7 +438,7 @@ class MemoryStore:
                 "INSERT INTO memory_journal (memory_id, op) VALUES (?, 'add')",
                 [(r[0],) for r in rows],
             )
-            sequence = int(conn.execute('SELECT max(seq) FROM memory_journal').get)
+            sequence = conn.last_insert_rowid()
         self._notify()
         return [_memory(r) for r in rows], sequence
 
@@ -464,7 +464,7 @@ class MemoryStore:
             if not gone:
                 raise NotFoundError('memory_not_found', 'No memory has that id.')
             self._journal_deletes(conn, gone)
-            sequence = int(conn.execute('SELECT max(seq) FROM memory_journal').get)
+            sequence = conn.last_insert_rowid()
         self._notify()
         return sequence
 
