@@ -10,8 +10,8 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
+from typing import NamedTuple
 
 import apsw
 
@@ -33,8 +33,7 @@ RULE_FIELDS = ('name', 'description', 'weight', 'violations', 'affirmations', 'e
 NO_PHRASES_WARNING = 'The rule has no phrases yet, so it matches nothing.'
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(NamedTuple):
     name: str
     description: str
     weight: float

@@ -15,10 +15,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from typing import NamedTuple
 
 from jamey import validation
 from jamey._core import MemoryIndex
@@ -40,8 +40,7 @@ log = logging.getLogger('jamey.memory')
 _COLUMNS = 'id, layer, content, entity, created_ms, created_at, metadata'
 
 
-@dataclass(frozen=True)
-class Memory:
+class Memory(NamedTuple):
     id: str
     layer: str
     content: str
@@ -61,8 +60,7 @@ class Memory:
         }
 
 
-@dataclass(frozen=True)
-class Retention:
+class Retention(NamedTuple):
     """Per layer: age in seconds at which memories expire (0: never), and
     the most memories a layer keeps (0: no limit)."""
 

@@ -10,8 +10,8 @@ import fcntl
 import os
 import re
 import threading
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import apsw
 
@@ -26,8 +26,7 @@ MIGRATIONS_DIR = Path(__file__).parent / 'migrations'
 _MIGRATION_NAME = re.compile(r'^(\d{4})_([a-z0-9_]+)\.sql$')
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):
     version: int
     name: str
     sql: str

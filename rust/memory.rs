@@ -94,11 +94,16 @@ fn schema() -> (Schema, Fields) {
 }
 
 /// The index, its single writer and a reader refreshed at each commit.
+///
+/// The writer (its threads and its arena) is made at the first change, not
+/// at open: a daemon that starts with nothing to index starts faster and
+/// stays smaller until it is given something to remember.
 pub struct MemoryIndex {
     index: Index,
     fields: Fields,
     reader: IndexReader,
-    writer: Mutex<IndexWriter>,
+    writer: Mutex<Option<IndexWriter>>,
+    writer_bytes: usize,
     parser: QueryParser,
 }
 
@@ -109,7 +114,6 @@ impl MemoryIndex {
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir)?;
         let index = Index::open_or_create(directory, schema)?;
-        let writer = index.writer_with_num_threads(1, writer_bytes.max(MIN_WRITER_BYTES))?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -120,15 +124,28 @@ impl MemoryIndex {
             index,
             fields,
             reader,
-            writer: Mutex::new(writer),
+            writer: Mutex::new(None),
+            writer_bytes: writer_bytes.max(MIN_WRITER_BYTES),
             parser,
         })
     }
 
-    fn writer(&self) -> Result<std::sync::MutexGuard<'_, IndexWriter>, IndexError> {
-        self.writer
+    /// Run `change` with the writer, opening it on first use.
+    fn with_writer<T>(
+        &self,
+        change: impl FnOnce(&mut IndexWriter) -> Result<T, IndexError>,
+    ) -> Result<T, IndexError> {
+        let mut slot = self
+            .writer
             .lock()
-            .map_err(|_| IndexError("the index writer panicked earlier".into()))
+            .map_err(|_| IndexError("the index writer panicked earlier".into()))?;
+        if slot.is_none() {
+            *slot = Some(self.index.writer_with_num_threads(1, self.writer_bytes)?);
+        }
+        match slot.as_mut() {
+            Some(writer) => change(writer),
+            None => Err(IndexError("the index writer could not be opened".into())),
+        }
     }
 
     /// Add memories.
@@ -139,39 +156,48 @@ impl MemoryIndex {
     /// writer memory in proportion to the batch, measured at 120 MB per
     /// 100,000 documents). A start-up count check catches any disagreement.
     pub fn add(&self, memories: &[IndexedMemory]) -> Result<(), IndexError> {
-        let writer = self.writer()?;
-        let f = self.fields;
-        for memory in memories {
-            let mut document = doc!(
-                f.id => memory.id.as_str(),
-                f.layer => memory.layer.as_str(),
-                f.timestamp => memory.timestamp,
-                f.content => memory.content.as_str(),
-            );
-            if let Some(entity) = &memory.entity {
-                document.add_text(f.entity, entity);
-            }
-            writer.add_document(document)?;
+        if memories.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let f = self.fields;
+        self.with_writer(|writer| {
+            for memory in memories {
+                let mut document = doc!(
+                    f.id => memory.id.as_str(),
+                    f.layer => memory.layer.as_str(),
+                    f.timestamp => memory.timestamp,
+                    f.content => memory.content.as_str(),
+                );
+                if let Some(entity) = &memory.entity {
+                    document.add_text(f.entity, entity);
+                }
+                writer.add_document(document)?;
+            }
+            Ok(())
+        })
     }
 
     pub fn delete(&self, ids: &[String]) -> Result<(), IndexError> {
-        let writer = self.writer()?;
-        for id in ids {
-            writer.delete_term(Term::from_field_text(self.fields.id, id));
+        if ids.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.with_writer(|writer| {
+            for id in ids {
+                writer.delete_term(Term::from_field_text(self.fields.id, id));
+            }
+            Ok(())
+        })
     }
 
     /// Make everything added so far durable and searchable, recording the
     /// journal sequence it reaches.
     pub fn commit(&self, sequence: u64) -> Result<(), IndexError> {
-        let mut writer = self.writer()?;
-        let mut prepared = writer.prepare_commit()?;
-        prepared.set_payload(&sequence.to_string());
-        prepared.commit()?;
-        drop(writer);
+        self.with_writer(|writer| {
+            let mut prepared = writer.prepare_commit()?;
+            prepared.set_payload(&sequence.to_string());
+            prepared.commit()?;
+            Ok(())
+        })?;
         self.reader.reload()?;
         Ok(())
     }
@@ -203,8 +229,10 @@ impl MemoryIndex {
 
     /// Remove every document (before a rebuild from the database).
     pub fn clear(&self) -> Result<(), IndexError> {
-        self.writer()?.delete_all_documents()?;
-        Ok(())
+        self.with_writer(|writer| {
+            writer.delete_all_documents()?;
+            Ok(())
+        })
     }
 
     /// Ids and BM25 scores of the best matches, best first.
