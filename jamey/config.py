@@ -67,7 +67,7 @@ def _octal_mode(value: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class StorageSettings:
     state_dir: Path = setting(
         Path('var/lib'),
@@ -84,7 +84,7 @@ class StorageSettings:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ApiSettings:
     socket: Path = setting(
         Path('var/run/jamey.sock'),
@@ -114,7 +114,7 @@ class ApiSettings:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class HealthSettings:
     min_free_mb: int = setting(
         64,
@@ -132,7 +132,7 @@ class HealthSettings:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ConscienceSettings:
     deny_weight: float = setting(
         8.0,
@@ -143,7 +143,7 @@ class ConscienceSettings:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class MemorySettings:
     commit_interval_ms: int = setting(
         1000,
@@ -213,7 +213,7 @@ class MemorySettings:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class LogSettings:
     level: str = setting(
         'info',
@@ -228,7 +228,7 @@ class LogSettings:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class DaemonSettings:
     shutdown_grace_s: float = setting(
         10.0,
@@ -238,7 +238,7 @@ class DaemonSettings:
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
