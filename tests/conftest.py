@@ -17,12 +17,22 @@ from typing import Any
 
 import pytest
 
+from jamey import storage
+
 BIN = Path(sys.executable).parent
 
 
 def short_dir() -> Path:
     """A temporary directory with a short path: AF_UNIX paths are <= 107 bytes."""
     return Path(tempfile.mkdtemp(prefix='jamey-'))
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> storage.Database:
+    """A migrated database in a temporary directory."""
+    database = storage.Database(tmp_path / 'jamey.db')
+    database.migrate()
+    return database
 
 
 @pytest.fixture

@@ -70,13 +70,6 @@ TABLE = [
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> storage.Database:
-    database = storage.Database(tmp_path / 'jamey.db')
-    database.migrate()
-    return database
-
-
-@pytest.fixture
 def conscience(db: storage.Database) -> Conscience:
     return Conscience(db, clock=lambda: 1_700_000_000.25)
 

@@ -3,7 +3,6 @@
 import shutil
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,13 +22,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> storage.Database:
-    database = storage.Database(tmp_path / 'jamey.db')
-    database.migrate()
-    return database
 
 
 @pytest.fixture
@@ -273,12 +265,17 @@ def test_the_journal_survives_a_stop_before_commit(
         again.stop()
 
 
-def test_a_deleted_index_is_rebuilt(db: storage.Database, clock: Clock) -> None:
+def fill_and_stop(db: storage.Database, clock: Clock) -> None:
+    """Twenty memories, indexed, and the store stopped as a daemon would."""
     store = make_store(db, clock)
     store.start()
     for n in range(20):
         keep(store, f'garden note {n}')
     store.stop()
+
+
+def test_a_deleted_index_is_rebuilt(db: storage.Database, clock: Clock) -> None:
+    fill_and_stop(db, clock)
     shutil.rmtree(db.path.parent / 'index')
     again = make_store(db, clock)
     again.start()
@@ -290,11 +287,7 @@ def test_a_deleted_index_is_rebuilt(db: storage.Database, clock: Clock) -> None:
 
 
 def test_a_truncated_segment_is_rebuilt(db: storage.Database, clock: Clock) -> None:
-    store = make_store(db, clock)
-    store.start()
-    for n in range(20):
-        keep(store, f'garden note {n}')
-    store.stop()
+    fill_and_stop(db, clock)
     segment = max(
         (db.path.parent / 'index').glob('*.idx'), key=lambda p: p.stat().st_size
     )

@@ -8,19 +8,13 @@ import falcon
 from jamey import conscience
 from jamey import validation
 from jamey.api.body import read_json
+from jamey.api.openapi import json_response
+from jamey.api.openapi import ref
 from jamey.conscience import Conscience
 from jamey.errors import InputError
 
 MAX_ENTITY_CHARS = 100
 _JSON = 'application/json'
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {'$ref': f'#/components/schemas/{name}'}
-
-
-def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {'description': description, 'content': {_JSON: {'schema': schema}}}
 
 
 _PHRASES = {
@@ -82,7 +76,7 @@ SCHEMAS: dict[str, Any] = {
             'entity': {'type': 'string'},
             'score': {'type': 'number'},
             'verdict': {'type': 'string', 'enum': ['allow', 'review', 'deny']},
-            'findings': {'type': 'array', 'items': _ref('Finding')},
+            'findings': {'type': 'array', 'items': ref('Finding')},
             'rules_version': {'type': 'integer'},
         },
     },
@@ -113,7 +107,7 @@ SCHEMAS: dict[str, Any] = {
         'type': 'object',
         'required': ['rules', 'rules_version'],
         'properties': {
-            'rules': {'type': 'array', 'items': _ref('Rule')},
+            'rules': {'type': 'array', 'items': ref('Rule')},
             'rules_version': {'type': 'integer'},
         },
     },
@@ -135,9 +129,11 @@ class Evaluate:
             'operationId': 'evaluate',
             'requestBody': {
                 'required': True,
-                'content': {_JSON: {'schema': _ref('EvaluateRequest')}},
+                'content': {_JSON: {'schema': ref('EvaluateRequest')}},
             },
-            'responses': {'200': _json('The verdict and why', _ref('Evaluation'))},
+            'responses': {
+                '200': json_response('The verdict and why', ref('Evaluation'))
+            },
         }
     }
     schemas: ClassVar[dict[str, Any]] = SCHEMAS
@@ -170,16 +166,16 @@ class Rules:
         'get': {
             'summary': 'Every rule and the version of the rule set',
             'operationId': 'listRules',
-            'responses': {'200': _json('The rules', _ref('RuleList'))},
+            'responses': {'200': json_response('The rules', ref('RuleList'))},
         },
         'post': {
             'summary': 'Add a rule',
             'operationId': 'createRule',
             'requestBody': {
                 'required': True,
-                'content': {_JSON: {'schema': _ref('RuleInput')}},
+                'content': {_JSON: {'schema': ref('RuleInput')}},
             },
-            'responses': {'201': _json('The new rule', _ref('Rule'))},
+            'responses': {'201': json_response('The new rule', ref('Rule'))},
         },
     }
     schemas: ClassVar[dict[str, Any]] = SCHEMAS
@@ -206,16 +202,16 @@ class RuleItem:
         'get': {
             'summary': 'One rule',
             'operationId': 'getRule',
-            'responses': {'200': _json('The rule', _ref('Rule'))},
+            'responses': {'200': json_response('The rule', ref('Rule'))},
         },
         'put': {
             'summary': 'Change a rule (fields not given stay as they are)',
             'operationId': 'updateRule',
             'requestBody': {
                 'required': True,
-                'content': {_JSON: {'schema': _ref('RuleChange')}},
+                'content': {_JSON: {'schema': ref('RuleChange')}},
             },
-            'responses': {'200': _json('The changed rule', _ref('Rule'))},
+            'responses': {'200': json_response('The changed rule', ref('Rule'))},
         },
         'delete': {
             'summary': 'Remove a rule',

@@ -7,16 +7,14 @@ import falcon
 
 from jamey import memory
 from jamey.api.body import read_json
+from jamey.api.openapi import json_response
+from jamey.api.openapi import ref
 from jamey.api.problems import Problem
 from jamey.errors import InputError
 from jamey.memory import MemoryStore
 
 _JSON = 'application/json'
 _QUERY = ('q', 'layer', 'entity', 'since', 'until', 'limit', 'consistent')
-
-
-def _ref(name: str) -> dict[str, Any]:
-    return {'$ref': f'#/components/schemas/{name}'}
 
 
 def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -62,10 +60,34 @@ SCHEMAS: dict[str, Any] = {
             'score': {'type': ['number', 'null']},
         },
     },
+    'MemoryStats': {
+        'type': 'object',
+        'required': [
+            'layers',
+            'total',
+            'index_documents',
+            'lag',
+            'index_bytes',
+            'database_bytes',
+            'rebuilt_at',
+        ],
+        'properties': {
+            'layers': {
+                'type': 'object',
+                'additionalProperties': {'type': 'integer', 'minimum': 0},
+            },
+            'total': {'type': 'integer', 'minimum': 0},
+            'index_documents': {'type': 'integer', 'minimum': 0},
+            'lag': {'type': 'integer', 'minimum': 0},
+            'index_bytes': {'type': 'integer', 'minimum': 0},
+            'database_bytes': {'type': 'integer', 'minimum': 0},
+            'rebuilt_at': {'type': ['string', 'null']},
+        },
+    },
     'MemoryList': {
         'type': 'object',
         'required': ['memories'],
-        'properties': {'memories': {'type': 'array', 'items': _ref('Memory')}},
+        'properties': {'memories': {'type': 'array', 'items': ref('Memory')}},
     },
 }
 
@@ -97,12 +119,12 @@ class Memories:
             'operationId': 'storeMemory',
             'requestBody': {
                 'required': True,
-                'content': {_JSON: {'schema': _ref('MemoryInput')}},
+                'content': {_JSON: {'schema': ref('MemoryInput')}},
             },
             'responses': {
                 '201': {
                     'description': 'Kept',
-                    'content': {_JSON: {'schema': _ref('Memory')}},
+                    'content': {_JSON: {'schema': ref('Memory')}},
                 }
             },
         },
@@ -149,7 +171,7 @@ class Memories:
             'responses': {
                 '200': {
                     'description': 'Matches, best first',
-                    'content': {_JSON: {'schema': _ref('MemoryList')}},
+                    'content': {_JSON: {'schema': ref('MemoryList')}},
                 }
             },
         },
@@ -214,7 +236,7 @@ class MemoryItem:
             'responses': {
                 '200': {
                     'description': 'The memory',
-                    'content': {_JSON: {'schema': _ref('Memory')}},
+                    'content': {_JSON: {'schema': ref('Memory')}},
                 }
             },
         },
@@ -244,19 +266,10 @@ class MemoryStats:
         'get': {
             'summary': 'Counts per layer, index documents, lag and sizes on disk',
             'operationId': 'memoryStats',
-            'responses': {
-                '200': {
-                    'description': 'The figures',
-                    'content': {
-                        _JSON: {
-                            'schema': {'type': 'object', 'required': ['layers', 'lag']}
-                        }
-                    },
-                }
-            },
+            'responses': {'200': json_response('The figures', ref('MemoryStats'))},
         }
     }
-    schemas: ClassVar[dict[str, Any]] = {}
+    schemas: ClassVar[dict[str, Any]] = SCHEMAS
 
     def __init__(self, store: MemoryStore) -> None:
         self.store = store
@@ -265,30 +278,19 @@ class MemoryStats:
         resp.media = self.store.stats()
 
 
-class MemoryReindex:
-    """``POST /memories/reindex``: rebuild the index from the database."""
+class MemoryReindex(MemoryStats):
+    """``POST /memories/reindex``: rebuild the index, answer the new figures."""
 
     spec: ClassVar[dict[str, Any]] = {
         'post': {
             'summary': 'Rebuild the search index from the database',
             'operationId': 'reindexMemories',
             'responses': {
-                '200': {
-                    'description': 'Rebuilt; the figures after',
-                    'content': {
-                        _JSON: {
-                            'schema': {'type': 'object', 'required': ['layers', 'lag']}
-                        }
-                    },
-                }
+                '200': json_response('Rebuilt; the figures after', ref('MemoryStats'))
             },
         }
     }
-    schemas: ClassVar[dict[str, Any]] = {}
-
-    def __init__(self, store: MemoryStore) -> None:
-        self.store = store
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.store.reindex()
-        resp.media = self.store.stats()
+        self.on_get(req, resp)

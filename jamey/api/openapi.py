@@ -33,6 +33,19 @@ _PROBLEM_RESPONSE = {
 }
 
 
+def ref(name: str) -> dict[str, Any]:
+    """A reference to a schema in ``components``."""
+    return {'$ref': f'#/components/schemas/{name}'}
+
+
+def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A response whose body is JSON of ``schema``."""
+    return {
+        'description': description,
+        'content': {'application/json': {'schema': schema}},
+    }
+
+
 _METHODS = frozenset({'get', 'put', 'post', 'delete', 'patch', 'head', 'options'})
 
 
