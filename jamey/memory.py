@@ -152,6 +152,7 @@ class MemoryStore:
         self.retention_interval_s = retention_interval_s
         self._clock = clock
         self._wake = threading.Condition()
+        self._idle = False
         # The index has one writer: the worker, a rebuild or the final flush.
         self._index_lock = threading.RLock()
         self._stopping = False
@@ -253,9 +254,11 @@ class MemoryStore:
             with self._wake:
                 if self._stopping:
                     return
-                pending = self._pending()
-                if not pending:
+                if not self._pending():
+                    # Only an idle worker is woken by stores (see _notify).
+                    self._idle = True
                     self._wake.wait(self._until_retention())
+                    self._idle = False
             try:
                 self._drain(commit=False)
                 self._retain_if_due()
@@ -286,18 +289,16 @@ class MemoryStore:
             self._drain_locked(commit)
 
     def _drain_locked(self, commit: bool) -> None:
-        self._apply_journal()
-        if self.applied <= self.committed:
-            return
         if not commit:
             # At most one commit per interval (each fsyncs several files):
-            # stores that arrive meanwhile are applied and join this commit.
+            # what is stored meanwhile is read in one go and joins it.
             deadline = self._last_commit + self.commit_interval_s
             while not self._stopping and (remaining := deadline - time.monotonic()) > 0:
                 with self._wake:
                     self._wake.wait(remaining)
-            self._apply_journal()
-        self._commit()
+        self._apply_journal()
+        if self.applied > self.committed:
+            self._commit()
 
     def _apply_journal(self) -> None:
         while True:
@@ -401,8 +402,16 @@ class MemoryStore:
     # -- the capability --------------------------------------------------
 
     def _notify(self) -> None:
+        """Wake the worker if it sleeps waiting for work.
+
+        A worker already counting down to its next commit will read what
+        was stored anyway; waking it per store would cost a thread switch
+        each. The flag is read and written under the lock, and the worker
+        checks for work under it before sleeping, so no store is missed.
+        """
         with self._wake:
-            self._wake.notify_all()
+            if self._idle:
+                self._wake.notify_all()
 
     def store(self, body: Any) -> tuple[Memory, int]:
         """Keep one memory; returns it and its journal sequence."""
