@@ -234,9 +234,11 @@ class MemoryStore:
                     batch = []
             self.index.add(batch)
         self.index.commit(sequence)
-        self.applied = self.committed = sequence
         self.rebuilt_at = iso_utc(self._clock())
         self.rebuild_reason = reason
+        with self._wake:  # searches waiting for consistency may go on
+            self.applied = self.committed = sequence
+            self._wake.notify_all()
 
     def _journal_floor(self) -> int:
         """The sequence the journal's counter has reached, even when pruned."""
