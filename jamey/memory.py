@@ -10,6 +10,7 @@ any moment loses nothing that was acknowledged.
 
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -92,6 +93,22 @@ def parse_time(field: str, value: str) -> int:
     if moment.tzinfo is None:
         raise InputError(field, 'invalid_time', f'{field} must include a time zone.')
     return int(moment.timestamp() * 1000)
+
+
+def new_ids(count: int) -> list[str]:
+    """Random (version 4) UUIDs from one read of the kernel's random source.
+
+    ``uuid.uuid4()`` reads it once per id, and each read releases the GIL;
+    for a batch of a thousand memories that was a fifth of the ingest time.
+    """
+    raw = bytearray(os.urandom(16 * count))
+    ids = []
+    for start in range(0, len(raw), 16):
+        raw[start + 6] = raw[start + 6] & 0x0F | 0x40  # version 4
+        raw[start + 8] = raw[start + 8] & 0x3F | 0x80  # RFC 4122 variant
+        h = raw[start : start + 16].hex()
+        ids.append(f'{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}')
+    return ids
 
 
 def check_id(value: str) -> str:
@@ -427,7 +444,7 @@ class MemoryStore:
         created_ms, created_at = int(now * 1000), iso_utc(now)
         rows = [
             (
-                str(uuid.uuid4()),
+                memory_id,
                 c['layer'],
                 c['content'],
                 c.get('entity'),
@@ -435,7 +452,7 @@ class MemoryStore:
                 created_at,
                 c.get('metadata'),
             )
-            for c in checked
+            for memory_id, c in zip(new_ids(len(checked)), checked, strict=True)
         ]
         conn = self.db.connection()
         with conn:

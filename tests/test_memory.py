@@ -2,6 +2,7 @@
 
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +12,7 @@ from jamey import storage
 from jamey.errors import InputError
 from jamey.errors import NotFoundError
 from jamey.memory import MemoryStore
+from jamey.memory import new_ids
 from jamey.memory import Retention
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -300,3 +302,12 @@ def test_a_truncated_segment_is_rebuilt(db: storage.Database, clock: Clock) -> N
         assert again.stats()['index_documents'] == 20
     finally:
         again.stop()
+
+
+def test_new_ids_are_random_version_4_uuids() -> None:
+    ids = new_ids(2000)
+    assert len(set(ids)) == 2000
+    for memory_id in ids:
+        parsed = uuid.UUID(memory_id)
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert str(parsed) == memory_id
