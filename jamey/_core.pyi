@@ -43,9 +43,6 @@ class Scorer:
         scoring a text of 4 KiB or more (shorter ones take less time than
         handing the GIL over).
         """
-    @property
-    def rule_count(self) -> int:
-        """How many rules were compiled."""
 
 @final
 class MemoryIndex:

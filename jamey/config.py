@@ -143,6 +143,17 @@ class ConscienceSettings:
     )
 
 
+def _ttl(default: int, layer: str) -> Any:
+    """The age at which a layer's memories expire; the same for every layer."""
+    return setting(
+        default,
+        f'Age at which {layer} memories expire (s; 0 keeps them)',
+        minimum=0,
+        maximum=10**10,
+        live=True,
+    )
+
+
 @dataclass(frozen=True, repr=False)
 class MemorySettings:
     commit_interval_ms: int = setting(
@@ -169,41 +180,11 @@ class MemorySettings:
         minimum=1,
         maximum=86_400,
     )
-    short_term_ttl_s: int = setting(
-        86_400,
-        'Age at which short-term memories expire (s; 0 keeps them)',
-        minimum=0,
-        maximum=10**10,
-        live=True,
-    )
-    working_ttl_s: int = setting(
-        3_600,
-        'Age at which working memories expire (s; 0 keeps them)',
-        minimum=0,
-        maximum=10**10,
-        live=True,
-    )
-    long_term_ttl_s: int = setting(
-        0,
-        'Age at which long-term memories expire (s; 0 keeps them)',
-        minimum=0,
-        maximum=10**10,
-        live=True,
-    )
-    episodic_ttl_s: int = setting(
-        0,
-        'Age at which episodic memories expire (s; 0 keeps them)',
-        minimum=0,
-        maximum=10**10,
-        live=True,
-    )
-    semantic_ttl_s: int = setting(
-        0,
-        'Age at which semantic memories expire (s; 0 keeps them)',
-        minimum=0,
-        maximum=10**10,
-        live=True,
-    )
+    short_term_ttl_s: int = _ttl(86_400, 'short-term')
+    working_ttl_s: int = _ttl(3_600, 'working')
+    long_term_ttl_s: int = _ttl(0, 'long-term')
+    episodic_ttl_s: int = _ttl(0, 'episodic')
+    semantic_ttl_s: int = _ttl(0, 'semantic')
     max_items: int = setting(
         0,
         'Most memories kept per layer, oldest removed first (0: no limit)',

@@ -175,9 +175,13 @@ class Conscience:
         """Every rule (enabled or not) and the version they make up together."""
         conn = self.db.connection()
         with conn:  # one snapshot for both reads
-            version = int(conn.execute(_VERSION).get)
+            version = self.version()
             rows = conn.execute(f'{_SELECT} ORDER BY name').fetchall()
         return version, [_rule_from_row(row) for row in rows]
+
+    def version(self) -> int:
+        """The version of the rule set in the database."""
+        return int(self.db.connection().execute(_VERSION).get)
 
     def rule(self, name: str) -> Rule:
         row = (

@@ -236,11 +236,7 @@ class MemoryStore:
         conn = self.db.connection()
         self.index.clear()
         with conn:  # one snapshot: the memories and the sequence they reach
-            sequence = int(
-                conn.execute('SELECT coalesce(max(seq), 0) FROM memory_journal').get
-                or 0
-            )
-            sequence = max(sequence, self._journal_floor())
+            sequence = self._journal_counter()
             batch = []
             for row in conn.execute(
                 'SELECT id, layer, entity, created_ms, content FROM memories'
@@ -257,8 +253,9 @@ class MemoryStore:
             self.applied = self.committed = sequence
             self._wake.notify_all()
 
-    def _journal_floor(self) -> int:
-        """The sequence the journal's counter has reached, even when pruned."""
+    def _journal_counter(self) -> int:
+        """The last sequence the journal handed out, even if since pruned
+        (AUTOINCREMENT keeps it in sqlite_sequence)."""
         row = (
             self.db.connection()
             .execute("SELECT seq FROM sqlite_sequence WHERE name = 'memory_journal'")
@@ -299,7 +296,6 @@ class MemoryStore:
             self.db.connection()
             .execute('SELECT coalesce(max(seq), 0) FROM memory_journal')
             .get
-            or 0
         )
 
     def _drain(self, commit: bool) -> None:
@@ -365,7 +361,6 @@ class MemoryStore:
         """Block until the index has committed ``sequence``; False on timeout."""
         deadline = time.monotonic() + timeout_s
         with self._wake:
-            self._wake.notify_all()
             while self.committed < sequence:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:

@@ -106,10 +106,4 @@ impl Scorer {
             .collect();
         (result.score, result.verdict.as_str(), findings)
     }
-
-    /// How many rules were compiled.
-    #[getter]
-    fn rule_count(&self) -> usize {
-        self.inner.rule_count()
-    }
 }

@@ -449,10 +449,6 @@ impl Scorer {
         Ok(())
     }
 
-    pub fn rule_count(&self) -> usize {
-        self.rules.len()
-    }
-
     /// Judge a text: every phrase found, each rule's net, the verdict.
     pub fn evaluate(&self, text: &str) -> Evaluation {
         let tokens = self.scan(text);

@@ -225,7 +225,7 @@ class RuleItem:
         self.conscience = conscience
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        version, _ = self.conscience.rules()
+        version = self.conscience.version()
         resp.media = _rule_document(self.conscience.rule(name), version)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
