@@ -14,10 +14,9 @@ use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
-    STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
-use tantivy::{doc, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{doc, DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
 
 /// The smallest writer arena tantivy accepts, and the default here: edge
 /// devices have little memory, and the indexer batches anyway.
@@ -84,10 +83,14 @@ fn schema() -> (Schema, Fields) {
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     let fields = Fields {
-        id: builder.add_text_field("id", STRING | STORED),
+        // Ids are indexed for deletes and read back from their column: a
+        // stored field would decompress a whole document block per hit.
+        id: builder.add_text_field("id", STRING | FAST),
         layer: builder.add_text_field("layer", STRING),
         entity: builder.add_text_field("entity", STRING),
-        timestamp: builder.add_i64_field("timestamp", INDEXED | FAST),
+        // Range filters run on the column; an inverted index of nearly
+        // unique timestamps would only slow indexing down.
+        timestamp: builder.add_i64_field("timestamp", FAST),
         content: builder.add_text_field("content", content),
     };
     (builder.build(), fields)
@@ -272,13 +275,28 @@ impl MemoryIndex {
         let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
         let mut found = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let document: TantivyDocument = searcher.doc(address)?;
-            if let Some(id) = document.get_first(f.id).and_then(|v| v.as_str()) {
-                found.push((id.to_owned(), score));
+            if let Some(id) = memory_id(&searcher, address)? {
+                found.push((id, score));
             }
         }
         Ok(found)
     }
+}
+
+/// The memory id of a document, from the id column of its segment.
+fn memory_id(searcher: &Searcher, address: DocAddress) -> Result<Option<String>, IndexError> {
+    let segment = searcher.segment_reader(address.segment_ord);
+    let Some(column) = segment.fast_fields().str("id")? else {
+        return Ok(None);
+    };
+    let Some(ord) = column.ords().first(address.doc_id) else {
+        return Ok(None);
+    };
+    let mut id = String::new();
+    let found = column
+        .ord_to_str(ord, &mut id)
+        .map_err(|e| IndexError(format!("reading a memory id: {e}")))?;
+    Ok(found.then_some(id))
 }
 
 #[cfg(test)]

@@ -304,10 +304,13 @@ def test_a_truncated_segment_is_rebuilt(db: storage.Database, clock: Clock) -> N
         again.stop()
 
 
-def test_new_ids_are_random_version_4_uuids() -> None:
-    ids = new_ids(2000)
+def test_new_ids_are_time_ordered_version_7_uuids() -> None:
+    earlier = new_ids(10, 1_764_000_000_000)
+    ids = new_ids(2000, 1_764_000_000_001)
     assert len(set(ids)) == 2000
+    assert max(earlier) < min(ids)
     for memory_id in ids:
         parsed = uuid.UUID(memory_id)
-        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+        assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
         assert str(parsed) == memory_id
+        assert parsed.int >> 80 == 1_764_000_000_001
