@@ -34,14 +34,15 @@ class Scorer:
         deny_weight: float,
     ) -> Scorer: ...
     def evaluate(
-        self, text: str
+        self, text: str, *, deny_weight: float | None = None
     ) -> tuple[float, str, list[tuple[str, str, str, int, int, bool]]]:
         """Judge ``text``; returns ``(score, verdict, findings)``.
 
         Each finding is ``(rule, polarity, phrase, start, end, negated)``
-        with character offsets into ``text``. The GIL is released while
-        scoring a text of 4 KiB or more (shorter ones take less time than
-        handing the GIL over).
+        with character offsets into ``text``. ``deny_weight`` overrides the
+        scorer's own for this text (ValueError unless finite and above 0).
+        The GIL is released while scoring a text of 4 KiB or more (shorter
+        ones take less time than handing the GIL over).
         """
 
 @final

@@ -195,6 +195,55 @@ class MemorySettings:
 
 
 @dataclass(frozen=True, repr=False)
+class SoulSettings:
+    auto_create: bool = setting(
+        True,
+        'Evaluations, memories and emotions for an unknown entity create it',
+        live=True,
+    )
+    default_trust: float = setting(
+        0.5, 'Trust of a new entity', minimum=0.0, maximum=1.0, live=True
+    )
+    low_trust: float = setting(
+        0.3,
+        'Entities trusted less are judged more strictly',
+        minimum=0.0,
+        maximum=1.0,
+        live=True,
+    )
+    low_trust_factor: float = setting(
+        0.5,
+        'The deny weight for a low-trust entity is scaled by this',
+        minimum=0.01,
+        maximum=1.0,
+        live=True,
+    )
+    decay_interval: int = setting(
+        3600,
+        'How often trust decay is written back (s; reads always include it)',
+        minimum=1,
+        maximum=86_400 * 7,
+    )
+    prune: bool = setting(
+        False, 'Remove entities whose trust decays below prune_threshold', live=True
+    )
+    prune_threshold: float = setting(
+        0.1,
+        'Trust below which entities are pruned',
+        minimum=0.0,
+        maximum=1.0,
+        live=True,
+    )
+    max_emotions: int = setting(
+        100,
+        'Emotions kept per entity (the latest of each emotion always stays)',
+        minimum=5,
+        maximum=100_000,
+        live=True,
+    )
+
+
+@dataclass(frozen=True, repr=False)
 class LogSettings:
     level: str = setting(
         'info',
@@ -228,6 +277,7 @@ class Settings:
         default_factory=ConscienceSettings
     )
     memory: MemorySettings = dataclasses.field(default_factory=MemorySettings)
+    soul: SoulSettings = dataclasses.field(default_factory=SoulSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
     daemon: DaemonSettings = dataclasses.field(default_factory=DaemonSettings)
 

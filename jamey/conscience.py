@@ -112,6 +112,15 @@ _BUMP = (
 _VERSION = "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'rules_version'"
 
 
+class Compiled(NamedTuple):
+    """A rule set as one value, so a judgement never mixes two of them."""
+
+    version: int
+    scorer: Scorer
+    # The highest score an action can reach: every enabled rule affirmed.
+    max_score: float
+
+
 class Conscience:
     """Rules and their evaluation; safe to use from many threads."""
 
@@ -125,7 +134,7 @@ class Conscience:
         self.deny_weight = deny_weight
         self._clock = clock
         self._swap = threading.Lock()
-        self._compiled: tuple[int, Scorer] = (0, Scorer([], deny_weight))
+        self._compiled = Compiled(0, Scorer([], deny_weight), 0.0)
         self.reload()
 
     def reload(self, deny_weight: float | None = None) -> int:
@@ -141,18 +150,24 @@ class Conscience:
             for r in rules
             if r.enabled
         ]
-        scorer = Scorer(enabled, weight)
+        compiled = Compiled(
+            version, Scorer(enabled, weight), sum(rule[1] for rule in enabled)
+        )
         with self._swap:
-            if version >= self._compiled[0]:
-                self._compiled = (version, scorer)
+            if version >= self._compiled.version:
+                self._compiled = compiled
                 self.deny_weight = weight
-            return self._compiled[0]
+            return self._compiled.version
 
-    def evaluate(self, action: Any) -> dict[str, Any]:
-        """Judge an action; the result names the rule set that judged it."""
+    def evaluate(self, action: Any, deny_weight: float | None = None) -> dict[str, Any]:
+        """Judge an action; the result names the rule set that judged it.
+
+        ``deny_weight`` replaces ``conscience.deny_weight`` for this action
+        (stricter judgement of someone trusted less).
+        """
         validation.text('action', action, MAX_ACTION_CHARS)
-        version, scorer = self._compiled  # one read: a consistent pair
-        score, verdict, findings = scorer.evaluate(action)
+        version, scorer, max_score = self._compiled  # one read: one rule set
+        score, verdict, findings = scorer.evaluate(action, deny_weight=deny_weight)
         return {
             'action': action,
             'score': score,
@@ -169,6 +184,7 @@ class Conscience:
                 for rule, polarity, phrase, start, end, negated in findings
             ],
             'rules_version': version,
+            'max_score': max_score,
         }
 
     def rules(self) -> tuple[int, list[Rule]]:

@@ -31,7 +31,7 @@ from jamey.storage import Database
 
 LAYERS = ('short_term', 'long_term', 'working', 'episodic', 'semantic')
 MAX_CONTENT_CHARS = 10_000
-MAX_ENTITY_CHARS = 128
+MAX_ENTITY_CHARS = validation.MAX_ENTITY_CHARS
 MAX_METADATA_BYTES = 4096
 MAX_LIMIT = 100
 BATCH = 1000
@@ -136,9 +136,8 @@ def _checked(raw: Any) -> dict[str, Any]:
         raise InputError(
             'layer', 'unknown_layer', f'layer must be one of {", ".join(LAYERS)}.'
         )
-    entity = body.get('entity')
-    if entity is not None:
-        validation.text('entity', entity, MAX_ENTITY_CHARS)
+    if body.get('entity') is not None:
+        body = {**body, 'entity': validation.entity_name('entity', body['entity'])}
     metadata = body.get('metadata')
     if metadata is not None:
         if not isinstance(metadata, dict):
@@ -167,8 +166,13 @@ class MemoryStore:
         retention: Retention | None = None,
         retention_interval_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        on_entity: Callable[[str, list[str]], None] | None = None,
     ) -> None:
+        """``on_entity(name, ids)`` runs in the transaction that stores
+        memories of an entity (the soul links them), so both or neither
+        are kept."""
         self.db = db
+        self._on_entity = on_entity
         self.index_dir = index_dir
         self.commit_interval_s = commit_interval_s
         self.writer_bytes = writer_bytes
@@ -462,8 +466,7 @@ class MemoryStore:
                 new_ids(len(checked), created_ms), checked, strict=True
             )
         ]
-        conn = self.db.connection()
-        with conn:
+        with self.db.transaction() as conn:
             conn.executemany(
                 f'INSERT INTO memories ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)',  # noqa: S608
                 rows,
@@ -473,8 +476,19 @@ class MemoryStore:
                 [(r[0],) for r in rows],
             )
             sequence = conn.last_insert_rowid()
-        self._notify(len(rows))
+            self._link_entities(rows)
+            self.db.after_commit(lambda: self._notify(len(rows)))
         return [_memory(r) for r in rows], sequence
+
+    def _link_entities(self, rows: list[tuple[Any, ...]]) -> None:
+        if self._on_entity is None:
+            return
+        by_entity: dict[str, list[str]] = {}
+        for row in rows:
+            if row[3] is not None:
+                by_entity.setdefault(row[3], []).append(row[0])
+        for entity, ids in by_entity.items():
+            self._on_entity(entity, ids)
 
     def get(self, memory_id: str) -> Memory:
         rows = (
@@ -490,17 +504,27 @@ class MemoryStore:
         return _memory(rows[0])
 
     def delete(self, memory_id: str) -> int:
-        conn = self.db.connection()
-        with conn:
-            gone = conn.execute(
-                'DELETE FROM memories WHERE id = ? RETURNING id', (check_id(memory_id),)
-            ).fetchall()
-            if not gone:
+        """Forget one memory; returns its journal sequence."""
+        with self.db.transaction() as conn:
+            if not self.forget_many([check_id(memory_id)]):
                 raise NotFoundError('memory_not_found', 'No memory has that id.')
+            return int(conn.last_insert_rowid())
+
+    def forget_many(self, ids: list[str]) -> int:
+        """Forget the memories with these ids (unknown ones are skipped);
+        joins the caller's transaction. Returns how many were forgotten."""
+        gone: list[tuple[Any, ...]] = []
+        with self.db.transaction() as conn:
+            for start in range(0, len(ids), BATCH):
+                chunk = ids[start : start + BATCH]
+                marks = ', '.join('?' * len(chunk))
+                gone += conn.execute(
+                    f'DELETE FROM memories WHERE id IN ({marks}) RETURNING id',  # noqa: S608
+                    chunk,
+                ).fetchall()
             self._journal_deletes(conn, gone)
-            sequence = conn.last_insert_rowid()
-        self._notify()
-        return sequence
+            self.db.after_commit(lambda: self._notify(len(gone)))
+        return len(gone)
 
     def search(
         self,
@@ -522,7 +546,7 @@ class MemoryStore:
                 'limit', 'out_of_range', f'limit must be between 1 and {MAX_LIMIT}.'
             )
         if entity is not None:
-            validation.text('entity', entity, MAX_ENTITY_CHARS)
+            entity = validation.entity_name('entity', entity)
         since_ms = parse_time('since', since) if since is not None else None
         until_ms = parse_time('until', until) if until is not None else None
         if query is None or not query.strip():

@@ -6,10 +6,13 @@ file applied in its own transaction: a failed migration leaves the previous
 version intact, and ``PRAGMA user_version`` says which one that is.
 """
 
+import contextlib
 import fcntl
 import os
 import re
 import threading
+from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -133,6 +136,48 @@ class Database:
                 raise StorageError(f'cannot open database {self.path}: {exc}') from exc
             self._all.append(conn)
             return conn
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool = True) -> Iterator[apsw.Connection]:
+        """A transaction on the calling thread's connection.
+
+        Nested, it is a savepoint of the outer one, so capabilities can join
+        one transaction (a memory and its link to an entity). An outermost
+        writing one takes the write lock first (``BEGIN IMMEDIATE``): one
+        that read first could not upgrade after another connection wrote,
+        and would fail at once instead of waiting its turn. Callbacks handed
+        to ``after_commit`` meanwhile run once the outermost one has
+        committed, and are dropped if it rolls back: a worker woken before
+        the commit would find nothing new and go back to sleep.
+        """
+        conn = self.connection()
+        if getattr(self._local, 'after_commit', None) is not None:
+            with conn:
+                yield conn
+            return
+        self._local.after_commit = []
+        try:
+            conn.execute('BEGIN IMMEDIATE' if write else 'BEGIN')
+            try:
+                yield conn
+                conn.execute('COMMIT')
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute('ROLLBACK')
+                raise
+        finally:
+            callbacks, self._local.after_commit = self._local.after_commit, None
+        for callback in callbacks:
+            callback()
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` when the current ``transaction()`` has committed
+        (at once outside one)."""
+        pending = getattr(self._local, 'after_commit', None)
+        if pending is None:
+            callback()
+        else:
+            pending.append(callback)
 
     def version(self) -> int:
         return int(self.connection().execute('PRAGMA user_version').get)

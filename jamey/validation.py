@@ -6,6 +6,7 @@ whichever way a request arrived.
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
@@ -16,6 +17,7 @@ from jamey.errors import InputError
 # separators; tab and newline are ordinary text.
 _CONTROL = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]')
 SLUG = re.compile(r'[a-z0-9][a-z0-9-]{0,63}')
+MAX_ENTITY_CHARS = 128
 
 
 def require_object(body: Any) -> dict[str, Any]:
@@ -84,3 +86,21 @@ def text_list(field: str, value: Any, max_items: int, max_chars: int) -> list[st
             field, 'too_many', f'{field} has more than {max_items} entries.'
         )
     return [text(f'{field}[{i}]', item, max_chars) for i, item in enumerate(value)]
+
+
+def entity_name(field: str, value: Any) -> str:
+    """An entity's name: 1..128 characters, no control characters and no
+    ``/`` (names are a path segment of the API), in Unicode NFC, the form
+    names are compared in."""
+    name = unicodedata.normalize('NFC', text(field, value, MAX_ENTITY_CHARS))
+    if '/' in name:
+        raise InputError(field, 'invalid_name', f'{field} must not contain "/".')
+    if name != name.strip():
+        raise InputError(
+            field, 'invalid_name', f'{field} must not start or end with spaces.'
+        )
+    if len(name) > MAX_ENTITY_CHARS:
+        raise InputError(
+            field, 'too_long', f'{field} is longer than {MAX_ENTITY_CHARS} characters.'
+        )
+    return name

@@ -78,13 +78,30 @@ impl Scorer {
 
     /// Judge ``text``; returns ``(score, verdict, findings)``.
     ///
-    /// The GIL is released while scoring a text of 4 KiB or more, so request
-    /// threads and the MQTT worker evaluate long texts in parallel.
-    fn evaluate(&self, py: Python<'_>, text: &str) -> (f64, &'static str, Vec<PyFinding>) {
+    /// ``deny_weight`` overrides the scorer's own for this text (a stricter
+    /// judgement). The GIL is released while scoring a text of 4 KiB or
+    /// more, so request threads and the MQTT worker evaluate long texts in
+    /// parallel.
+    #[pyo3(signature = (text, *, deny_weight=None))]
+    fn evaluate(
+        &self,
+        py: Python<'_>,
+        text: &str,
+        deny_weight: Option<f64>,
+    ) -> PyResult<(f64, &'static str, Vec<PyFinding>)> {
+        let deny_weight = match deny_weight {
+            Some(weight) if !(weight.is_finite() && weight > 0.0) => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "deny_weight must be a finite number above 0, not {weight}"
+                )));
+            }
+            Some(weight) => weight,
+            None => self.inner.deny_weight(),
+        };
         let result = if text.len() >= DETACH_BYTES {
-            py.detach(|| self.inner.evaluate(text))
+            py.detach(|| self.inner.evaluate_with(text, deny_weight))
         } else {
-            self.inner.evaluate(text)
+            self.inner.evaluate_with(text, deny_weight)
         };
         let findings = result
             .findings
@@ -104,6 +121,6 @@ impl Scorer {
                 )
             })
             .collect();
-        (result.score, result.verdict.as_str(), findings)
+        Ok((result.score, result.verdict.as_str(), findings))
     }
 }

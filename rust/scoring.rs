@@ -449,8 +449,21 @@ impl Scorer {
         Ok(())
     }
 
-    /// Judge a text: every phrase found, each rule's net, the verdict.
+    /// A net-violated rule at least this heavy denies.
+    pub fn deny_weight(&self) -> f64 {
+        self.deny_weight
+    }
+
+    /// Judge a text with the scorer's own deny weight.
+    #[cfg(test)]
     pub fn evaluate(&self, text: &str) -> Evaluation {
+        self.evaluate_with(text, self.deny_weight)
+    }
+
+    /// Judge a text: every phrase found, each rule's net, the verdict. The
+    /// deny weight may differ from the scorer's own (stricter for someone
+    /// trusted less); the findings and the score do not depend on it.
+    pub fn evaluate_with(&self, text: &str, deny_weight: f64) -> Evaluation {
         let tokens = self.scan(text);
         let mut findings = Vec::new();
         for start in 0..tokens.len() {
@@ -479,7 +492,7 @@ impl Scorer {
                 }
             }
         }
-        self.judge(longest_only(findings))
+        self.judge(longest_only(findings), deny_weight)
     }
 
     /// Tokens of `text` with their stem ids. Normalising and stemming are
@@ -539,7 +552,7 @@ impl Scorer {
         }
     }
 
-    fn judge(&self, findings: Vec<Finding>) -> Evaluation {
+    fn judge(&self, findings: Vec<Finding>, deny_weight: f64) -> Evaluation {
         let mut nets = vec![0i64; self.rules.len()];
         for finding in &findings {
             nets[finding.rule] += match finding.polarity {
@@ -553,7 +566,7 @@ impl Scorer {
             let net = net.clamp(-1, 1);
             score += rule.weight * net as f64;
             if net < 0 {
-                if rule.weight >= self.deny_weight {
+                if rule.weight >= deny_weight {
                     verdict = Verdict::Deny;
                 } else if verdict == Verdict::Allow {
                     verdict = Verdict::Review;
@@ -637,6 +650,16 @@ mod tests {
             8.0,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_lower_deny_weight_only_changes_the_verdict() {
+        let text = "they will make a mess";
+        let usual = scorer().evaluate(text);
+        let strict = scorer().evaluate_with(text, 1.0);
+        assert_eq!(usual.verdict, Verdict::Review);
+        assert_eq!(strict.verdict, Verdict::Deny);
+        assert_eq!((usual.score, usual.findings), (strict.score, strict.findings));
     }
 
     #[test]

@@ -20,15 +20,21 @@ from jamey.api.middleware import BodyLimit
 from jamey.api.middleware import RequestContext
 from jamey.api.openapi import OpenApi
 from jamey.api.openapi import build_document
+from jamey.api.soul import Decay
+from jamey.api.soul import Entities
+from jamey.api.soul import EntityEmotions
+from jamey.api.soul import EntityItem
 from jamey.conscience import Conscience
 from jamey.health import HealthChecks
 from jamey.memory import MemoryStore
+from jamey.soul import Soul
 
 
 def routes(
     health: HealthChecks,
     conscience: Conscience,
     memories: MemoryStore,
+    soul: Soul,
     consistent_timeout_s: float = 5.0,
 ) -> dict[str, Any]:
     """The route table: each path served (but the document) and its resource."""
@@ -36,13 +42,17 @@ def routes(
         '/': Root(),
         '/health': Liveness(),
         '/health/detailed': Detailed(health),
-        '/evaluate': Evaluate(conscience),
+        '/evaluate': Evaluate(conscience, soul),
         '/rules': Rules(conscience),
         '/rules/{name}': RuleItem(conscience),
         '/memories': Memories(memories, consistent_timeout_s),
         '/memories/{id}': MemoryItem(memories),
         '/memories/stats': MemoryStats(memories),
         '/memories/reindex': MemoryReindex(memories),
+        '/soul/entities': Entities(soul),
+        '/soul/entities/{name}': EntityItem(soul),
+        '/soul/entities/{name}/emotions': EntityEmotions(soul),
+        '/soul/decay': Decay(soul),
     }
 
 
@@ -50,6 +60,7 @@ def create_app(
     health: HealthChecks,
     conscience: Conscience,
     memories: MemoryStore,
+    soul: Soul,
     max_body_bytes: int,
     consistent_timeout_s: float = 5.0,
 ) -> falcon.App[falcon.Request, falcon.Response]:
@@ -61,7 +72,7 @@ def create_app(
     middleware: list[Any] = [RequestContext(), BodyLimit(max_body_bytes)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    table = routes(health, conscience, memories, consistent_timeout_s)
+    table = routes(health, conscience, memories, soul, consistent_timeout_s)
     classes = {path: type(resource) for path, resource in table.items()}
     table['/openapi.json'] = OpenApi(
         build_document({**classes, '/openapi.json': OpenApi})

@@ -12,8 +12,9 @@ from jamey.api.openapi import json_response
 from jamey.api.openapi import ref
 from jamey.conscience import Conscience
 from jamey.errors import InputError
+from jamey.judgement import judge
+from jamey.soul import Soul
 
-MAX_ENTITY_CHARS = 100
 _JSON = 'application/json'
 
 
@@ -53,7 +54,11 @@ SCHEMAS: dict[str, Any] = {
                 'minLength': 1,
                 'maxLength': conscience.MAX_ACTION_CHARS,
             },
-            'entity': {'type': 'string', 'minLength': 1, 'maxLength': MAX_ENTITY_CHARS},
+            'entity': {
+                'type': 'string',
+                'minLength': 1,
+                'maxLength': validation.MAX_ENTITY_CHARS,
+            },
         },
     },
     'Finding': {
@@ -75,9 +80,42 @@ SCHEMAS: dict[str, Any] = {
             'action': {'type': 'string'},
             'entity': {'type': 'string'},
             'score': {'type': 'number'},
+            'max_score': {'type': 'number', 'minimum': 0},
             'verdict': {'type': 'string', 'enum': ['allow', 'review', 'deny']},
             'findings': {'type': 'array', 'items': ref('Finding')},
             'rules_version': {'type': 'integer'},
+            'strictness': {'oneOf': [{'type': 'null'}, ref('Strictness')]},
+            'emotion': {
+                'type': 'object',
+                'required': ['name', 'emoji', 'intensity'],
+                'properties': {
+                    'name': {'type': 'string'},
+                    'emoji': {'type': 'string'},
+                    'intensity': {'type': 'number', 'minimum': 0, 'maximum': 1},
+                },
+            },
+            'trust': {'type': 'number', 'minimum': 0, 'maximum': 1},
+        },
+    },
+    'Strictness': {
+        'type': 'object',
+        'required': [
+            'entity',
+            'trust',
+            'low_trust',
+            'factor',
+            'deny_weight',
+            'usual_deny_weight',
+            'reason',
+        ],
+        'properties': {
+            'entity': {'type': 'string'},
+            'trust': {'type': 'number'},
+            'low_trust': {'type': 'number'},
+            'factor': {'type': 'number'},
+            'deny_weight': {'type': 'number'},
+            'usual_deny_weight': {'type': 'number'},
+            'reason': {'type': 'string'},
         },
     },
     'RuleInput': {
@@ -138,21 +176,18 @@ class Evaluate:
     }
     schemas: ClassVar[dict[str, Any]] = SCHEMAS
 
-    def __init__(self, conscience: Conscience) -> None:
+    def __init__(self, conscience: Conscience, soul: Soul) -> None:
         self.conscience = conscience
+        self.soul = soul
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validation.require_object(read_json(req))
         validation.reject_unknown(body, ('action', 'entity'))
         if 'action' not in body:
             raise InputError('action', 'required', 'action is required.')
-        entity = body.get('entity')
-        if entity is not None:
-            validation.text('entity', entity, MAX_ENTITY_CHARS)
-        result = self.conscience.evaluate(body['action'])
-        if entity is not None:
-            result['entity'] = entity
-        resp.media = result
+        resp.media = judge(
+            self.conscience, self.soul, body['action'], body.get('entity')
+        )
 
 
 def _rule_document(rule: conscience.Rule, version: int) -> dict[str, Any]:

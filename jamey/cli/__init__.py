@@ -18,6 +18,7 @@ from jamey import __version__
 from jamey import config
 from jamey.cli import conscience
 from jamey.cli import memory
+from jamey.cli import soul
 from jamey.cli.client import Client
 from jamey.cli.client import DaemonUnreachableError
 from jamey.cli.output import EX_CONFIG
@@ -157,6 +158,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(offline=cmd_config_check)
     conscience.register(commands)
     memory.register(commands)
+    soul.register(commands)
     return parser
 
 

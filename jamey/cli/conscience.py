@@ -32,6 +32,14 @@ def _evaluation_text(doc: dict[str, Any]) -> str:
             f'  {f["rule"]:16} {f["polarity"]:11} "{f["phrase"]}"{negated}'
             f'  chars {f["start"]}-{f["end"]}'
         )
+    if doc.get('entity') is not None:
+        emotion = doc['emotion']
+        lines.append(
+            f'{emotion["emoji"]} {doc["entity"]}: {emotion["name"]}'
+            f' {emotion["intensity"]:.2f}, trust now {doc["trust"]:.3f}'
+        )
+        if doc.get('strictness'):
+            lines.append(f'⚖ judged strictly: {doc["strictness"]["reason"]}')
     return '\n'.join(lines)
 
 

@@ -32,6 +32,8 @@ from jamey.health import Thresholds
 from jamey.memory import LAYERS
 from jamey.memory import MemoryStore
 from jamey.memory import Retention
+from jamey.soul import Soul
+from jamey.soul import SoulSettings
 from jamey.storage import DATABASE_NAME
 from jamey.storage import Database
 from jamey.storage import StateLock
@@ -46,6 +48,20 @@ _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 def _thresholds(settings: config.Settings) -> Thresholds:
     return Thresholds(settings.health.min_free_mb, settings.health.max_rss_mb)
+
+
+def _soul_settings(settings: config.Settings) -> SoulSettings:
+    soul = settings.soul
+    return SoulSettings(
+        auto_create=soul.auto_create,
+        default_trust=soul.default_trust,
+        low_trust=soul.low_trust,
+        low_trust_factor=soul.low_trust_factor,
+        prune=soul.prune,
+        prune_threshold=soul.prune_threshold,
+        max_emotions=soul.max_emotions,
+        decay_interval_s=soul.decay_interval,
+    )
 
 
 def _retention(settings: config.Settings) -> Retention:
@@ -76,6 +92,7 @@ class Daemon:
         self._db: Database | None = None
         self._listener: UnixListener | None = None
         self._memories: MemoryStore | None = None
+        self._soul: Soul | None = None
 
     def start(self) -> None:
         """Bring every part up in dependency order, then tell systemd.
@@ -98,6 +115,7 @@ class Daemon:
             )
         self.conscience = Conscience(self._db, self.settings.conscience.deny_weight)
         memory = self.settings.memory
+        soul = Soul(self._db, _soul_settings(self.settings))
         self._memories = MemoryStore(
             self._db,
             state_dir / 'index',
@@ -105,8 +123,12 @@ class Daemon:
             writer_bytes=memory.writer_mb * 1024 * 1024,
             retention=_retention(self.settings),
             retention_interval_s=memory.retention_interval_s,
+            on_entity=soul.link,
         )
+        soul.forget_memories = self._memories.forget_many
         self._memories.start()
+        self._soul = soul
+        soul.start()
         self.health = HealthChecks(
             self._db,
             state_dir,
@@ -119,6 +141,7 @@ class Daemon:
             self.health,
             self.conscience,
             self._memories,
+            soul,
             api.max_body_bytes,
             memory.consistent_timeout_s,
         )
@@ -196,6 +219,8 @@ class Daemon:
             self.health.thresholds = _thresholds(self.settings)
             if self._memories is not None:
                 self._memories.retention = _retention(self.settings)
+            if self._soul is not None:
+                self._soul.settings = _soul_settings(self.settings)
             log.info('config.reloaded', extra={'restart_needed': restart})
         try:
             self.conscience.reload(self.settings.conscience.deny_weight)
@@ -227,6 +252,9 @@ class Daemon:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self._soul is not None:
+            self._soul.stop()
+            self._soul = None
         if self._memories is not None:
             self._memories.stop()  # applies and commits what is journaled
             self._memories = None

@@ -1,0 +1,42 @@
+"""Judging an action for someone: the conscience, told by the soul.
+
+The one place the two meet, so every way a request arrives (API, MQTT,
+chat) judges alike: an entity trusted less than ``soul.low_trust`` is judged
+with a lower deny weight, and the verdict is recorded as an emotion about it.
+"""
+
+from typing import Any
+
+from jamey import validation
+from jamey.conscience import Conscience
+from jamey.soul import Soul
+
+
+def judge(
+    conscience: Conscience, soul: Soul, action: Any, entity: Any = None
+) -> dict[str, Any]:
+    """The conscience's evaluation, with what it meant for ``entity``.
+
+    Raises:
+        InputError: a bad action or entity name, or an unknown entity while
+            ``soul.auto_create`` is off.
+    """
+    if entity is None:
+        return conscience.evaluate(action)
+    name = validation.entity_name('entity', entity)
+    strict = soul.strictness(name, conscience.deny_weight)
+    result = conscience.evaluate(
+        action, deny_weight=None if strict is None else strict.deny_weight
+    )
+    emotion, intensity, after = soul.record_verdict(
+        name, result['verdict'], result['score'], result['max_score']
+    )
+    result['entity'] = name
+    result['strictness'] = None if strict is None else strict.as_dict()
+    result['emotion'] = {
+        'name': emotion.value,
+        'emoji': emotion.emoji,
+        'intensity': round(intensity, 6),
+    }
+    result['trust'] = round(after.trust, 6)
+    return result
