@@ -77,7 +77,9 @@ def test_decay_rate(empathy: float, rate: float) -> None:
         (0.7, 0.001, 0.0, 0.7),
     ],
 )
-def test_decayed_trust(trust: float, rate: float, hours: float, expected: float) -> None:
+def test_decayed_trust(
+    trust: float, rate: float, hours: float, expected: float
+) -> None:
     assert model.decayed_trust(trust, rate, hours) == pytest.approx(expected)
 
 
