@@ -17,6 +17,7 @@ from jamey.conscience import Conscience
 from jamey.health import HealthChecks
 from jamey.health import Thresholds
 from jamey.memory import MemoryStore
+from jamey.soul import Soul
 
 # Stack traces, file paths, SQL and Python exception names.
 LEAKS = re.compile(r'Traceback|File "|\.py\b|/[a-z]+/|SELECT|sqlite|[A-Za-z]+Error\b')
@@ -31,7 +32,10 @@ def health(tmp_path: Path) -> HealthChecks:
 
 def make_app(health: HealthChecks) -> falcon.App:
     memories = MemoryStore(health.db, health.state_dir / 'index')
-    return create_app(health, Conscience(health.db), memories, max_body_bytes=2048)
+    soul = Soul(health.db)
+    return create_app(
+        health, Conscience(health.db), memories, soul, max_body_bytes=2048
+    )
 
 
 @pytest.fixture
@@ -112,7 +116,7 @@ def test_openapi_is_valid_and_covers_every_route(
     assert document['openapi'].startswith('3.1')
     memories = MemoryStore(health.db, health.state_dir / 'index')
     assert set(document['paths']) == {
-        *routes(health, Conscience(health.db), memories),
+        *routes(health, Conscience(health.db), memories, Soul(health.db)),
         '/openapi.json',
     }
     for path, operations in document['paths'].items():

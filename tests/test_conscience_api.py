@@ -83,7 +83,7 @@ def test_evaluate(jameyd: Jameyd) -> None:
         ),
         (b'{"action": "hi", "entity": 5}', JSON, 422, 'wrong_type', 'entity'),
         (
-            json.dumps({'action': 'hi', 'entity': 'e' * 101}).encode(),
+            json.dumps({'action': 'hi', 'entity': 'e' * 129}).encode(),
             JSON,
             422,
             'too_long',
