@@ -659,7 +659,10 @@ mod tests {
         let strict = scorer().evaluate_with(text, 1.0);
         assert_eq!(usual.verdict, Verdict::Review);
         assert_eq!(strict.verdict, Verdict::Deny);
-        assert_eq!((usual.score, usual.findings), (strict.score, strict.findings));
+        assert_eq!(
+            (usual.score, usual.findings),
+            (strict.score, strict.findings)
+        );
     }
 
     #[test]
