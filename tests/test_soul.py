@@ -1,6 +1,7 @@
 """The soul store, in-process on real SQLite, wired to a real memory store."""
 
 import logging
+import threading
 import unicodedata
 from collections.abc import Iterator
 from typing import Any
@@ -258,3 +259,50 @@ def test_pages_sort_by_trust_and_interaction(soul: Soul, clock: Clock) -> None:
         with pytest.raises(InputError) as raised:
             soul.page(**bad)
         assert raised.value.field == field
+
+
+def test_concurrent_records_lose_no_update(db: storage.Database, clock: Clock) -> None:
+    soul = Soul(db, clock=clock)
+    soul.upsert('busy', {'trust': 0.5})
+    threads, each = 8, 25
+
+    def work() -> None:
+        for _ in range(each):
+            soul.record('busy', 'neutral', source='manual')
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert soul.get('busy').interaction_count == threads * each
+
+
+def test_listing_takes_the_same_queries_for_any_page(
+    db: storage.Database, clock: Clock
+) -> None:
+    soul = Soul(db, clock=clock)
+    conn = db.connection()
+    with conn:
+        conn.executemany(
+            'INSERT INTO entities (name, trust, decay_rate, decayed_ms, created_at)'
+            " VALUES (?, 0.5, 0.001, 0, 'then')",
+            [(f'e{i}',) for i in range(10_000)],
+        )
+    soul.record('e1', 'joy')
+    statements: list[str] = []
+
+    def trace(_cursor: Any, sql: str, _bindings: Any) -> bool:
+        statements.append(sql)
+        return True
+
+    counts = []
+    for limit in (1, 100):
+        statements.clear()
+        conn.exec_trace = trace
+        entities, total = soul.page('name', descending=False, limit=limit)
+        conn.exec_trace = None
+        assert (len(entities), total) == (limit, 10_000)
+        counts.append(len(statements))
+    assert counts[0] == counts[1]
+    assert soul.page('name', descending=False, limit=2)[0][1].intensities

@@ -12,6 +12,7 @@ transaction, and ``delete`` forgets memories through the function it was
 given, so this module imports neither.
 """
 
+import json
 import logging
 import threading
 import time
@@ -179,35 +180,54 @@ class Soul:
             f'SELECT {_COLUMNS} FROM entities WHERE name = ?',  # noqa: S608
             (name,),
         ).fetchall()
-        return self._entity(conn, rows[0]) if rows else None
+        return self._entities(conn, rows)[0] if rows else None
 
-    def _entity(self, conn: Any, row: tuple[Any, ...]) -> Entity:
-        name, trust, rate, decayed_ms, created_at, last_ms, count = row
-        hours = (self._now_ms() - decayed_ms) / _HOUR_MS
-        linked = conn.execute(
-            'SELECT count(*) FROM memory_links WHERE entity = ?', (name,)
-        ).get
-        return Entity(
-            name,
-            model.decayed_trust(trust, rate, hours),
-            rate,
-            created_at,
-            None if last_ms is None else iso_utc(last_ms / 1000),
-            count,
-            self._intensities(conn, name),
-            int(linked),
+    def _entities(self, conn: Any, rows: list[tuple[Any, ...]]) -> list[Entity]:
+        """Entities from their rows, in three queries however many there are
+        (the original made one per entity)."""
+        names = json.dumps([row[0] for row in rows])
+        linked = dict(
+            conn.execute(
+                'SELECT entity, count(*) FROM memory_links WHERE entity IN'
+                ' (SELECT value FROM json_each(?)) GROUP BY entity',
+                (names,),
+            ).fetchall()
         )
+        felt: dict[str, dict[Emotion, float]] = {}
+        for entity, emotion, intensity in conn.execute(
+            'SELECT entity, emotion, intensity FROM emotions WHERE id IN'
+            ' (SELECT max(id) FROM emotions WHERE entity IN'
+            ' (SELECT value FROM json_each(?)) GROUP BY entity, emotion)',
+            (names,),
+        ):
+            felt.setdefault(entity, {})[Emotion(emotion)] = float(intensity)
+        now_ms = self._now_ms()
+        entities = []
+        for name, trust, rate, decayed_ms, created_at, last_ms, count in rows:
+            found = felt.get(name, {})
+            entities.append(
+                Entity(
+                    name,
+                    model.decayed_trust(trust, rate, (now_ms - decayed_ms) / _HOUR_MS),
+                    rate,
+                    created_at,
+                    None if last_ms is None else iso_utc(last_ms / 1000),
+                    count,
+                    {e: found[e] for e in Emotion if e in found},
+                    int(linked.get(name, 0)),
+                )
+            )
+        return entities
 
     @staticmethod
-    def _intensities(conn: Any, name: str) -> dict[Emotion, float]:
+    def _current(conn: Any, name: str) -> dict[Emotion, float]:
         """The latest intensity of each emotion recorded for ``name``."""
         rows = conn.execute(
             'SELECT emotion, intensity FROM emotions WHERE id IN'
             ' (SELECT max(id) FROM emotions WHERE entity = ? GROUP BY emotion)',
             (name,),
         )
-        found = {Emotion(emotion): float(intensity) for emotion, intensity in rows}
-        return {e: found[e] for e in Emotion if e in found}
+        return {Emotion(emotion): float(intensity) for emotion, intensity in rows}
 
     def trust_of(self, name: str) -> float | None:
         """Trust now, or None for an unknown entity."""
@@ -251,7 +271,7 @@ class Soul:
         with self.db.transaction(write=False) as conn:
             rows = conn.execute(sql, params).fetchall()
             total = int(conn.execute('SELECT count(*) FROM entities').get)
-            return [self._entity(conn, row) for row in rows], total
+            return self._entities(conn, rows), total
 
     # -- changing --------------------------------------------------------
 
@@ -357,7 +377,7 @@ class Soul:
         trust, rate, decayed_ms = conn.execute(
             'SELECT trust, decay_rate, decayed_ms FROM entities WHERE name = ?', (name,)
         ).fetchall()[0]
-        empathy = model.empathy(self._intensities(conn, name))
+        empathy = model.empathy(self._current(conn, name))
         trust_now = model.decayed_trust(trust, rate, (now_ms - decayed_ms) / _HOUR_MS)
         conn.execute(
             'UPDATE entities SET trust = ?, decay_rate = ?, decayed_ms = ?,'
