@@ -18,6 +18,7 @@ from jamey.judgement import judge
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
 from jamey.soul import SoulSettings
+from jamey.soul.model import Emotion
 
 HOUR = 3600.0
 
@@ -94,7 +95,7 @@ def test_bad_upserts(soul: Soul, body: Any, field: str, code: str) -> None:
 def test_emotions_move_trust_by_the_formulas(soul: Soul, clock: Clock) -> None:
     soul.upsert('ana', {'trust': 0.5})
     ana = soul.record('ana', 'happy')  # joy 0.8 -> empathy 1.5 / 1.7
-    assert ana.intensities == {soul_emotion('joy'): 0.8}
+    assert ana.intensities == {Emotion('joy'): 0.8}
     assert ana.trust == pytest.approx(0.5 + (1.5 / 1.7 - 0.7) * 0.5)
     assert ana.decay_rate == pytest.approx(0.0005)
     assert ana.interaction_count == 1
@@ -103,13 +104,7 @@ def test_emotions_move_trust_by_the_formulas(soul: Soul, clock: Clock) -> None:
     assert later.trust == pytest.approx(ana.trust - 0.0005 * 240)
     # The latest intensity of an emotion replaces the earlier one.
     again = soul.record('ana', '😊', 0.2)
-    assert again.intensities == {soul_emotion('joy'): 0.2}
-
-
-def soul_emotion(name: str) -> Any:
-    from jamey.soul.model import Emotion
-
-    return Emotion(name)
+    assert again.intensities == {Emotion('joy'): 0.2}
 
 
 def test_history_is_bounded_but_keeps_each_latest(
@@ -122,8 +117,8 @@ def test_history_is_bounded_but_keeps_each_latest(
     count = db.connection().execute('SELECT count(*) FROM emotions').get
     assert count == 6  # five newest, and the one love
     assert soul.get('ana').intensities == {
-        soul_emotion('love'): 0.9,
-        soul_emotion('anger'): 0.3,
+        Emotion('love'): 0.9,
+        Emotion('anger'): 0.3,
     }
 
 
@@ -150,7 +145,7 @@ def test_memories_link_and_delete_forgets_them(
     wired: tuple[Soul, MemoryStore],
 ) -> None:
     soul, memories = wired
-    kept, sequence = memories.store(
+    kept, _ = memories.store(
         {'content': 'Ana keeps bees', 'layer': 'episodic', 'entity': 'Ana'}
     )
     other, _ = memories.store({'content': 'Bo keeps bees', 'layer': 'episodic'})
@@ -168,7 +163,6 @@ def test_memories_link_and_delete_forgets_them(
     conn = memories.db.connection()
     assert conn.execute('SELECT count(*) FROM emotions').get == 0
     assert conn.execute('SELECT count(*) FROM memory_links').get == 0
-    del sequence
 
 
 def test_delete_without_forgetting_keeps_memories(
@@ -210,7 +204,7 @@ def test_low_trust_is_judged_more_strictly(db: storage.Database, clock: Clock) -
     assert usual['score'] == strict['score'] == -5.0
     assert (usual['emotion']['name'], strict['emotion']['name']) == ('sadness', 'anger')
     # The emotion is recorded, and trust moved by it.
-    assert soul.get('doubted').intensities == {soul_emotion('anger'): 5 / 23}
+    assert soul.get('doubted').intensities == {Emotion('anger'): 5 / 23}
     assert strict['trust'] == pytest.approx(0.2 - 0.3 * 0.3)
 
 

@@ -7,7 +7,6 @@ values computed by hand.
 
 import enum
 import math
-import unicodedata
 from collections.abc import Mapping
 
 
@@ -76,11 +75,6 @@ def parse_emotion(text: str) -> Emotion | None:
         if word == emotion.value or text.strip() == emotion.emoji:
             return emotion
     return _SYNONYMS.get(word)
-
-
-def normalise_name(name: str) -> str:
-    """Entity names are compared after Unicode NFC."""
-    return unicodedata.normalize('NFC', name)
 
 
 def clamp_unit(value: float) -> float:
