@@ -139,6 +139,15 @@ def check_unit(field: str, value: Any) -> float:
     return float(value)
 
 
+def _unknown_entity_field(name: str) -> InputError:
+    """An ``entity`` field naming no entity while auto-creation is off."""
+    return InputError(
+        'entity',
+        'unknown_entity',
+        f'No entity is named {name!r}, and soul.auto_create is off.',
+    )
+
+
 def _entity_missing(name: str) -> NotFoundError:
     return NotFoundError('entity_not_found', f'No entity is named {name!r}.')
 
@@ -396,15 +405,7 @@ class Soul:
         """Link memories to ``name`` (already checked by the memory store);
         joins the caller's transaction."""
         with self.db.transaction() as conn:
-            self._ensure(
-                conn,
-                name,
-                lambda: InputError(
-                    'entity',
-                    'unknown_entity',
-                    f'No entity is named {name!r}, and soul.auto_create is off.',
-                ),
-            )
+            self._ensure(conn, name, lambda: _unknown_entity_field(name))
             conn.executemany(
                 'INSERT OR IGNORE INTO memory_links (entity, memory_id) VALUES (?, ?)',
                 [(name, memory_id) for memory_id in memory_ids],
@@ -465,15 +466,7 @@ class Soul:
         emotion = model.verdict_emotion(verdict, score, max_score)
         intensity = model.verdict_intensity(emotion, score, max_score)
         with self.db.transaction() as conn:
-            self._ensure(
-                conn,
-                name,
-                lambda: InputError(
-                    'entity',
-                    'unknown_entity',
-                    f'No entity is named {name!r}, and soul.auto_create is off.',
-                ),
-            )
+            self._ensure(conn, name, lambda: _unknown_entity_field(name))
             self._record(conn, name, emotion, intensity, 'conscience')
             entity = self._read(conn, name)
         assert entity is not None
