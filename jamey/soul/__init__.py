@@ -334,8 +334,6 @@ class Soul:
         emotion: Any,
         intensity: Any = None,
         source: str = 'api',
-        *,
-        field: str = 'name',
     ) -> Entity:
         """Record an emotion about ``name`` and let it move trust.
 
@@ -343,7 +341,7 @@ class Soul:
             InputError: a bad name, emotion, intensity or source.
             NotFoundError: an unknown entity while ``soul.auto_create`` is off.
         """
-        name = validation.entity_name(field, name)
+        name = validation.entity_name('name', name)
         felt = (
             emotion
             if isinstance(emotion, Emotion)
