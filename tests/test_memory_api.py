@@ -61,6 +61,7 @@ def test_store_and_find(make_jameyd: Any) -> None:
         ('/memories?layer=dreams', 'layer', 'unknown_layer'),
         ('/memories?limit=abc', 'limit', 'wrong_type'),
         ('/memories?limit=500', 'limit', 'out_of_range'),
+        ('/memories?limit=' + '9' * 5000, 'limit', 'out_of_range'),
         ('/memories?since=yesterday', 'since', 'invalid_time'),
         ('/memories?until=2026-01-01T00:00:00', 'until', 'invalid_time'),
         ('/memories?colour=red', 'colour', 'unknown_field'),

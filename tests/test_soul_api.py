@@ -156,6 +156,14 @@ def test_auto_create_off_refuses_unknown_entities(make_jameyd: Any) -> None:
         ('GET', '/soul/entities?sort=age', None, 422, 'sort', 'unknown_sort'),
         ('GET', '/soul/entities?limit=1000', None, 422, 'limit', 'out_of_range'),
         ('GET', '/soul/entities?limit=-1', None, 422, 'limit', 'wrong_type'),
+        (
+            'GET',
+            '/soul/entities?offset=' + '9' * 5000,
+            None,
+            422,
+            'offset',
+            'out_of_range',
+        ),
         ('GET', '/soul/entities?order=up', None, 422, 'order', 'wrong_type'),
         ('GET', '/soul/entities?x=1', None, 422, 'x', 'unknown_field'),
         (

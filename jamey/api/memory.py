@@ -6,25 +6,16 @@ from typing import ClassVar
 import falcon
 
 from jamey import memory
+from jamey.api import query
 from jamey.api.body import read_json
 from jamey.api.openapi import json_response
+from jamey.api.openapi import query_parameter
 from jamey.api.openapi import ref
 from jamey.api.problems import Problem
-from jamey.errors import InputError
 from jamey.memory import MemoryStore
 
 _JSON = 'application/json'
 _QUERY = ('q', 'layer', 'entity', 'since', 'until', 'limit', 'consistent')
-
-
-def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        'name': name,
-        'in': 'query',
-        'required': False,
-        'schema': schema,
-        'description': description,
-    }
 
 
 SCHEMAS: dict[str, Any] = {
@@ -92,24 +83,6 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _flag(req: falcon.Request, name: str) -> bool:
-    value = req.get_param(name)
-    if value is None or value in ('true', '1'):
-        return value is not None
-    if value in ('false', '0'):
-        return False
-    raise InputError(name, 'wrong_type', f'{name} must be true or false.')
-
-
-def _limit(req: falcon.Request) -> int:
-    raw = req.get_param('limit')
-    if raw is None:
-        return 20
-    if not raw.isdigit():
-        raise InputError('limit', 'wrong_type', 'limit must be a whole number.')
-    return int(raw)
-
-
 class Memories:
     """``POST /memories`` and ``GET /memories`` (search, or newest first)."""
 
@@ -132,37 +105,37 @@ class Memories:
             'summary': 'Search memories (BM25), or list the newest without q',
             'operationId': 'searchMemories',
             'parameters': [
-                _query(
+                query_parameter(
                     'q',
                     {'type': 'string', 'maxLength': memory.MAX_CONTENT_CHARS},
                     'words to look for; any syntax is accepted',
                 ),
-                _query(
+                query_parameter(
                     'layer',
                     {'type': 'string', 'enum': list(memory.LAYERS)},
                     'only this layer',
                 ),
-                _query(
+                query_parameter(
                     'entity',
                     {'type': 'string', 'maxLength': memory.MAX_ENTITY_CHARS},
                     'only memories of this entity',
                 ),
-                _query(
+                query_parameter(
                     'since',
                     {'type': 'string', 'format': 'date-time'},
                     'created at or after',
                 ),
-                _query(
+                query_parameter(
                     'until',
                     {'type': 'string', 'format': 'date-time'},
                     'created at or before',
                 ),
-                _query(
+                query_parameter(
                     'limit',
                     {'type': 'integer', 'minimum': 1, 'maximum': memory.MAX_LIMIT},
                     'at most this many',
                 ),
-                _query(
+                query_parameter(
                     'consistent',
                     {'type': 'boolean'},
                     'wait until every memory stored before is searchable',
@@ -189,15 +162,8 @@ class Memories:
         resp.media = kept.as_dict()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        unknown = sorted(set(req.params) - set(_QUERY))
-        if unknown:
-            raise InputError(
-                unknown[0], 'unknown_field', f'Unknown parameter {unknown[0]!r}.'
-            )
-        for name, value in req.params.items():
-            if not isinstance(value, str):
-                raise InputError(name, 'wrong_type', f'{name} must be given once.')
-        if _flag(req, 'consistent'):
+        params = query.params(req, _QUERY)
+        if query.flag(params, 'consistent'):
             latest = self.store.latest_sequence()
             if not self.store.wait_indexed(latest, self.consistent_timeout_s):
                 raise Problem(
@@ -206,12 +172,12 @@ class Memories:
                     'The index did not catch up in time; try again.',
                 )
         found = self.store.search(
-            req.get_param('q'),
-            layer=req.get_param('layer'),
-            entity=req.get_param('entity'),
-            since=req.get_param('since'),
-            until=req.get_param('until'),
-            limit=_limit(req),
+            params.get('q'),
+            layer=params.get('layer'),
+            entity=params.get('entity'),
+            since=params.get('since'),
+            until=params.get('until'),
+            limit=query.whole(params, 'limit', 20),
         )
         resp.media = {
             'memories': [{**m.as_dict(), 'score': score} for m, score in found]

@@ -46,6 +46,19 @@ def json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def query_parameter(
+    name: str, schema: dict[str, Any], description: str
+) -> dict[str, Any]:
+    """An optional query parameter."""
+    return {
+        'name': name,
+        'in': 'query',
+        'required': False,
+        'schema': schema,
+        'description': description,
+    }
+
+
 _METHODS = frozenset({'get', 'put', 'post', 'delete', 'patch', 'head', 'options'})
 
 

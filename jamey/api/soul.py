@@ -7,8 +7,10 @@ import falcon
 
 from jamey import soul
 from jamey import validation
+from jamey.api import query
 from jamey.api.body import read_json
 from jamey.api.openapi import json_response
+from jamey.api.openapi import query_parameter
 from jamey.api.openapi import ref
 from jamey.errors import InputError
 from jamey.soul import Soul
@@ -118,40 +120,6 @@ _NAME = {
 }
 
 
-def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {'name': name, 'in': 'query', 'required': False, 'schema': schema}
-
-
-def _params(req: falcon.Request, allowed: tuple[str, ...]) -> dict[str, str]:
-    unknown = sorted(set(req.params) - set(allowed))
-    if unknown:
-        raise InputError(
-            unknown[0], 'unknown_field', f'Unknown parameter {unknown[0]!r}.'
-        )
-    params = {}
-    for name, value in req.params.items():
-        if not isinstance(value, str):
-            raise InputError(name, 'wrong_type', f'{name} must be given once.')
-        params[name] = value
-    return params
-
-
-def _whole(params: dict[str, str], name: str, default: int) -> int:
-    raw = params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or len(raw) > 9:
-        raise InputError(name, 'wrong_type', f'{name} must be a whole number.')
-    return int(raw)
-
-
-def _flag(params: dict[str, str], name: str) -> bool:
-    raw = params.get(name, 'false')
-    if raw not in ('true', 'false', '1', '0'):
-        raise InputError(name, 'wrong_type', f'{name} must be true or false.')
-    return raw in ('true', '1')
-
-
 class Entities:
     """``GET /soul/entities``: a page of entities, sorted."""
 
@@ -160,12 +128,26 @@ class Entities:
             'summary': 'Entities, a page at a time',
             'operationId': 'listEntities',
             'parameters': [
-                _query('sort', {'type': 'string', 'enum': list(soul.SORTS)}),
-                _query('order', {'type': 'string', 'enum': ['asc', 'desc']}),
-                _query(
-                    'limit', {'type': 'integer', 'minimum': 1, 'maximum': soul.MAX_PAGE}
+                query_parameter(
+                    'sort',
+                    {'type': 'string', 'enum': list(soul.SORTS)},
+                    'sort key (default last_interaction)',
                 ),
-                _query('offset', {'type': 'integer', 'minimum': 0}),
+                query_parameter(
+                    'order',
+                    {'type': 'string', 'enum': ['asc', 'desc']},
+                    'sort order (default desc)',
+                ),
+                query_parameter(
+                    'limit',
+                    {'type': 'integer', 'minimum': 1, 'maximum': soul.MAX_PAGE},
+                    'at most this many (default 20)',
+                ),
+                query_parameter(
+                    'offset',
+                    {'type': 'integer', 'minimum': 0},
+                    'skip this many (default 0)',
+                ),
             ],
             'responses': {'200': json_response('The page', ref('EntityPage'))},
         }
@@ -176,12 +158,12 @@ class Entities:
         self.soul = soul
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        params = _params(req, ('sort', 'order', 'limit', 'offset'))
+        params = query.params(req, ('sort', 'order', 'limit', 'offset'))
         order = params.get('order', 'desc')
         if order not in ('asc', 'desc'):
             raise InputError('order', 'wrong_type', 'order must be asc or desc.')
-        limit = _whole(params, 'limit', 20)
-        offset = _whole(params, 'offset', 0)
+        limit = query.whole(params, 'limit', 20)
+        offset = query.whole(params, 'offset', 0)
         entities, total = self.soul.page(
             params.get('sort', 'last_interaction'), order == 'desc', limit, offset
         )
@@ -219,7 +201,11 @@ class EntityItem:
             'summary': 'Remove an entity, its emotions and links',
             'operationId': 'deleteEntity',
             'parameters': [
-                _query('forget_memories', {'type': 'boolean'}),
+                query_parameter(
+                    'forget_memories',
+                    {'type': 'boolean'},
+                    'forget its memories too (they leave the index)',
+                ),
             ],
             'responses': {'200': json_response('Removed', ref('EntityDeleted'))},
         },
@@ -230,7 +216,7 @@ class EntityItem:
         self.soul = soul
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        _params(req, ())
+        query.params(req, ())
         resp.media = self.soul.get(name).as_dict()
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
@@ -239,8 +225,8 @@ class EntityItem:
         resp.media = entity.as_dict()
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        params = _params(req, ('forget_memories',))
-        resp.media = self.soul.delete(name, _flag(params, 'forget_memories'))
+        params = query.params(req, ('forget_memories',))
+        resp.media = self.soul.delete(name, query.flag(params, 'forget_memories'))
 
 
 class EntityEmotions:
