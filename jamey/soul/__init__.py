@@ -148,6 +148,11 @@ def _unknown_entity_field(name: str) -> InputError:
     )
 
 
+def _trust_at(trust: float, rate: float, decayed_ms: int, now_ms: int) -> float:
+    """Stored trust, decayed from when it was written until ``now_ms``."""
+    return model.decayed_trust(trust, rate, (now_ms - decayed_ms) / _HOUR_MS)
+
+
 def _entity_missing(name: str) -> NotFoundError:
     return NotFoundError('entity_not_found', f'No entity is named {name!r}.')
 
@@ -217,7 +222,7 @@ class Soul:
             entities.append(
                 Entity(
                     name,
-                    model.decayed_trust(trust, rate, (now_ms - decayed_ms) / _HOUR_MS),
+                    _trust_at(trust, rate, decayed_ms, now_ms),
                     rate,
                     created_at,
                     None if last_ms is None else iso_utc(last_ms / 1000),
@@ -240,15 +245,18 @@ class Soul:
 
     def trust_of(self, name: str) -> float | None:
         """Trust now, or None for an unknown entity."""
-        rows = (
-            self.db.connection()
-            .execute(
-                f'SELECT {_TRUST_NOW} FROM entities WHERE name = ?',  # noqa: S608
-                (self._now_ms(), name),
-            )
-            .fetchall()
-        )
-        return float(rows[0][0]) if rows else None  # type: ignore[arg-type]
+        return self._trust_now(self.db.connection(), name, self._now_ms())
+
+    @staticmethod
+    def _trust_now(conn: Any, name: str, now_ms: int) -> float | None:
+        rows = conn.execute(
+            'SELECT trust, decay_rate, decayed_ms FROM entities WHERE name = ?',
+            (name,),
+        ).fetchall()
+        if not rows:
+            return None
+        trust, rate, decayed_ms = rows[0]
+        return _trust_at(trust, rate, decayed_ms, now_ms)
 
     def page(
         self,
@@ -284,15 +292,14 @@ class Soul:
 
     # -- changing --------------------------------------------------------
 
-    def _ensure(self, conn: Any, name: str, missing: Callable[[], Exception]) -> bool:
-        """Create ``name`` if allowed; True if it was created."""
+    def _ensure(self, conn: Any, name: str, missing: Callable[[], Exception]) -> None:
+        """Create ``name`` if it is new and ``soul.auto_create`` allows it."""
         exists = conn.execute('SELECT 1 FROM entities WHERE name = ?', (name,))
         if exists.fetchall():
-            return False
+            return
         if not self.settings.auto_create:
             raise missing()
         self._create(conn, name, self.settings.default_trust)
-        return True
 
     def _create(self, conn: Any, name: str, trust: float) -> None:
         now = self._clock()
@@ -342,11 +349,7 @@ class Soul:
             NotFoundError: an unknown entity while ``soul.auto_create`` is off.
         """
         name = validation.entity_name('name', name)
-        felt = (
-            emotion
-            if isinstance(emotion, Emotion)
-            else check_emotion('emotion', emotion)
-        )
+        felt = check_emotion('emotion', emotion)
         strength = (
             felt.default_intensity
             if intensity is None
@@ -381,11 +384,9 @@ class Soul:
             ' GROUP BY emotion)',
             (name, self.settings.max_emotions),
         )
-        trust, rate, decayed_ms = conn.execute(
-            'SELECT trust, decay_rate, decayed_ms FROM entities WHERE name = ?', (name,)
-        ).fetchall()[0]
+        trust_now = self._trust_now(conn, name, now_ms)
+        assert trust_now is not None, 'the entity exists in this transaction'
         empathy = model.empathy(self._current(conn, name))
-        trust_now = model.decayed_trust(trust, rate, (now_ms - decayed_ms) / _HOUR_MS)
         conn.execute(
             'UPDATE entities SET trust = ?, decay_rate = ?, decayed_ms = ?,'
             ' last_interaction_ms = ?, interaction_count = interaction_count + 1'
@@ -507,8 +508,11 @@ class Soul:
     def _run(self) -> None:
         while True:
             with self._wake:
-                self._wake.wait(self.settings.decay_interval_s)
-                if self._stopping:
+                # Checked before sleeping too: a stop that came first must not
+                # wait out a whole interval.
+                if self._wake.wait_for(
+                    lambda: self._stopping, self.settings.decay_interval_s
+                ):
                     return
             try:
                 self.decay()
