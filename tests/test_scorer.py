@@ -167,3 +167,18 @@ def test_a_phrase_without_words_raises_rule_error() -> None:
 def test_empty_rule_set_and_empty_text() -> None:
     assert Scorer([], 8.0).evaluate('anything') == (0.0, 'allow', [])
     assert Scorer([('x', 1.0, ['a'], [])], 8.0).evaluate('') == (0.0, 'allow', [])
+
+
+@pytest.mark.parametrize('weight', [0.0, -1.0, float('nan'), float('inf')])
+def test_a_deny_weight_override_must_be_a_positive_number(weight: float) -> None:
+    scorer = Scorer([('tidy', 5.0, ['mess'], [])], 8.0)
+    with pytest.raises(ValueError, match='deny_weight'):
+        scorer.evaluate('a mess', deny_weight=weight)
+
+
+def test_a_deny_weight_override_changes_only_the_verdict() -> None:
+    scorer = Scorer([('tidy', 5.0, ['mess'], [])], 8.0)
+    usual = scorer.evaluate('a mess')
+    strict = scorer.evaluate('a mess', deny_weight=5.0)
+    assert (usual[1], strict[1]) == ('review', 'deny')
+    assert (usual[0], usual[2]) == (strict[0], strict[2])
