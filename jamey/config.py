@@ -10,6 +10,7 @@ refuses to start and says why (``jameyd`` exits 78, EX_CONFIG).
 import dataclasses
 import math
 import os
+import re
 import stat
 import tomllib
 import typing
@@ -43,6 +44,8 @@ class Option(NamedTuple):
     systemd_dir: str | None = None
     systemd_name: str = ''
     check: Callable[[Any], str | None] | None = None
+    # An empty string (or list) means "not set" rather than a mistake.
+    optional: bool = False
 
 
 def setting(default: Any, help: str, **option: Any) -> Any:
@@ -64,6 +67,22 @@ def _octal_mode(value: str) -> str | None:
         return 'must not grant access to others (the socket is trusted)'
     if mode & 384 != 384:
         return 'must give the owner read and write access'
+    return None
+
+
+def _origins(values: tuple[str, ...]) -> str | None:
+    """An origin is scheme://host[:port], exactly as a browser sends it."""
+    for origin in values:
+        if not re.fullmatch(r'https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?', origin):
+            return f'{origin!r} is not an origin such as "https://example.org"'
+    return None
+
+
+def _host_port(value: str) -> str | None:
+    """``host:port`` (IPv6 in brackets), with a port a server can bind."""
+    host, sep, port = value.rpartition(':')
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return 'must be host:port, for example "0.0.0.0:8443" or "[::]:8443"'
     return None
 
 
@@ -111,6 +130,110 @@ class ApiSettings:
     )
     connection_limit: int = setting(
         64, 'Open connections before new ones wait', minimum=1, maximum=10_000
+    )
+    max_header_bytes: int = setting(
+        16_384,
+        'Largest request head (request line and headers); larger gets 431',
+        minimum=1024,
+        maximum=1_048_576,
+    )
+    request_timeout_s: float = setting(
+        30.0,
+        'A request still running after this gets 503 (s)',
+        minimum=0.1,
+        maximum=3600.0,
+        live=True,
+    )
+    rate_limit_per_s: float = setting(
+        50.0,
+        'Requests per second each principal may make on average (0: no limit)',
+        minimum=0.0,
+        maximum=1_000_000.0,
+        live=True,
+    )
+    rate_limit_burst: int = setting(
+        100,
+        'Requests a principal may make at once before the rate applies',
+        minimum=1,
+        maximum=1_000_000,
+        live=True,
+    )
+    cors_origins: tuple[str, ...] = setting(
+        (),
+        'Browser origins allowed to call the API (none by default)',
+        check=_origins,
+        optional=True,
+        live=True,
+    )
+    unix_role: str = setting(
+        'admin',
+        'Scope of whoever opens the Unix socket without a token',
+        choices=('read', 'write', 'admin'),
+        live=True,
+    )
+    unix_requires_token: bool = setting(
+        False, 'Require a token on the Unix socket too', live=True
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class TlsSettings:
+    listen: str = setting(
+        '',
+        'host:port of the TLS listener (empty: no TLS listener)',
+        check=_host_port,
+        optional=True,
+    )
+    cert_file: str = setting(
+        '', 'Certificate chain (PEM) of the TLS listener', optional=True, live=True
+    )
+    key_file: str = setting(
+        '',
+        'Private key (PEM) of the TLS listener; a secret file',
+        optional=True,
+        live=True,
+    )
+    client_ca: str = setting(
+        '',
+        'CA bundle (PEM): when set, clients must present a certificate it signed',
+        optional=True,
+        live=True,
+    )
+    threads: int = setting(4, 'TLS worker threads', minimum=1, maximum=64)
+    connection_limit: int = setting(
+        64, 'Open TLS connections before new ones wait', minimum=1, maximum=10_000
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class AuthSettings:
+    jwt_algorithm: str = setting(
+        'EdDSA',
+        'The one algorithm accepted for JWT bearer tokens',
+        choices=('EdDSA', 'ES256', 'HS256'),
+        live=True,
+    )
+    jwt_key_file: str = setting(
+        '',
+        'Public key (PEM) of EdDSA/ES256, or a secret file for HS256 (empty: no JWT)',
+        optional=True,
+        live=True,
+    )
+    jwt_audience: str = setting(
+        'jamey', 'The aud a JWT must name to be accepted here', live=True
+    )
+    jwt_scope_claim: str = setting(
+        'scope', "The claim holding a JWT's scope (read, write or admin)", live=True
+    )
+    jwt_leeway_s: int = setting(
+        30, 'Clock skew allowed when checking exp and nbf (s)', minimum=0, maximum=600
+    )
+    audit_max_entries: int = setting(
+        100_000,
+        'Audit log entries kept (oldest removed first)',
+        minimum=100,
+        maximum=100_000_000,
+        live=True,
     )
 
 
@@ -272,6 +395,8 @@ class DaemonSettings:
 class Settings:
     storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
     api: ApiSettings = dataclasses.field(default_factory=ApiSettings)
+    tls: TlsSettings = dataclasses.field(default_factory=TlsSettings)
+    auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
     health: HealthSettings = dataclasses.field(default_factory=HealthSettings)
     conscience: ConscienceSettings = dataclasses.field(
         default_factory=ConscienceSettings
@@ -308,7 +433,11 @@ def keys() -> dict[str, dict[str, Key]]:
         hints = typing.get_type_hints(cls)
         sections[section.name] = {
             f.name: Key(
-                section.name, f.name, hints[f.name], f.default, f.metadata['option']
+                section.name,
+                f.name,
+                typing.get_origin(hints[f.name]) or hints[f.name],
+                f.default,
+                f.metadata['option'],
             )
             for f in dataclasses.fields(cls)
         }
@@ -449,6 +578,7 @@ def _type_name(kind: type) -> str:
         int: 'an integer',
         float: 'a number',
         bool: 'true or false',
+        tuple: 'a list of strings',
     }[kind]
 
 
@@ -470,6 +600,8 @@ def _from_toml(key: Key, raw: Any) -> tuple[Any, str | None]:
         return raw, None
     if kind is int and type(raw) is int:
         return raw, None
+    if kind is tuple and isinstance(raw, list) and all(isinstance(i, str) for i in raw):
+        return tuple(raw), None
     return None, f'must be {_type_name(kind)}, not {type(raw).__name__}'
 
 
@@ -484,6 +616,8 @@ def _from_string(key: Key, raw: str) -> tuple[Any, str | None]:
             return lowered in _TRUE, None
         if kind is Path:
             return _path(raw)
+        if kind is tuple:
+            return tuple(item.strip() for item in raw.split(',') if item.strip()), None
         return kind(raw.strip()) if kind in (int, float) else raw, None
     except ValueError:
         return None, f'must be {_type_name(kind)}'
@@ -491,17 +625,30 @@ def _from_string(key: Key, raw: str) -> tuple[Any, str | None]:
 
 def _validate(key: Key, value: Any) -> str | None:
     option = key.option
+    if option.optional and value in ('', ()):
+        return None
+    error = _shape_error(value)
+    if error is None and option.choices and value not in option.choices:
+        error = f'must be one of {", ".join(option.choices)}'
+    if error is None and option.minimum is not None and value < option.minimum:
+        error = f'must be at least {option.minimum:g}'
+    if error is None and option.maximum is not None and value > option.maximum:
+        error = f'must be at most {option.maximum:g}'
+    if error is None and option.check:
+        error = option.check(value)
+    return error
+
+
+def _shape_error(value: Any) -> str | None:
+    """What every value of its type must be, whatever the setting."""
     if isinstance(value, float) and not math.isfinite(value):
         return 'must be a finite number'
-    if isinstance(value, str) and ('\x00' in value or not value):
+    texts = value if isinstance(value, tuple) else (value,)
+    if any(isinstance(t, str) and ('\x00' in t or not t) for t in texts):
         return 'must be a non-empty string without NUL characters'
-    if option.choices and value not in option.choices:
-        return f'must be one of {", ".join(option.choices)}'
-    if option.minimum is not None and value < option.minimum:
-        return f'must be at least {option.minimum:g}'
-    if option.maximum is not None and value > option.maximum:
-        return f'must be at most {option.maximum:g}'
-    return option.check(value) if option.check else None
+    if len(set(texts)) < len(texts):
+        return 'must not list the same string twice'
+    return None
 
 
 def merge_live(running: Settings, loaded: Settings) -> tuple[Settings, list[str]]:

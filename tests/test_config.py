@@ -1,5 +1,6 @@
 """Settings: defaults, file, environment, and every way they can be wrong."""
 
+import re
 import tomllib
 from pathlib import Path
 
@@ -193,7 +194,9 @@ def test_shipped_file_lists_every_setting_with_its_default() -> None:
         assert list(shipped[section]) == list(keys), section
         for name, key in keys.items():
             default = str(key.default) if isinstance(key.default, Path) else key.default
-            assert shipped[section][name] == default, key.dotted
+            value = shipped[section][name]
+            value = tuple(value) if isinstance(value, list) else value
+            assert value == default, key.dotted
     lines = shipped_text.splitlines()
     for index, line in enumerate(lines):
         if '=' in line and not line.startswith('#'):
@@ -253,3 +256,41 @@ def test_secrets_refuse_symlinks_directories_and_missing_files(tmp_path: Path) -
         config.read_secret(tmp_path, {})
     with pytest.raises(SecretError, match='No such file'):
         config.read_secret(tmp_path / 'nothing', {})
+
+
+def test_optional_settings_and_lists(tmp_path: Path) -> None:
+    settings = config.load(None, {})
+    assert settings.tls.listen == ''
+    assert settings.api.cors_origins == ()
+    loaded = load_text(
+        tmp_path,
+        '[api]\ncors_origins = ["https://a.example", "http://b.example:8080"]\n'
+        '[tls]\nlisten = "[::1]:8443"\n',
+    )
+    assert loaded.api.cors_origins == ('https://a.example', 'http://b.example:8080')
+    assert loaded.tls.listen == '[::1]:8443'
+    from_env = config.load(
+        None, {'JAMEY_API_CORS_ORIGINS': 'https://a.example, https://c.example'}
+    )
+    assert from_env.api.cors_origins == ('https://a.example', 'https://c.example')
+    assert config.load(None, {'JAMEY_API_CORS_ORIGINS': ''}).api.cors_origins == ()
+
+
+@pytest.mark.parametrize(
+    ('text', 'message'),
+    [
+        ('[api]\ncors_origins = "https://a.example"', 'must be a list of strings'),
+        ('[api]\ncors_origins = [1]', 'must be a list of strings'),
+        ('[api]\ncors_origins = ["*"]', "'\\*' is not an origin"),
+        ('[api]\ncors_origins = ["https://a.example/path"]', 'is not an origin'),
+        ('[api]\ncors_origins = [""]', 'non-empty string'),
+        ('[api]\ncors_origins = ["https://a", "https://a"]', 'twice'),
+        ('[tls]\nlisten = "8443"', 'must be host:port'),
+        ('[tls]\nlisten = "host:99999"', 'must be host:port'),
+        ('[tls]\nlisten = 8443', 'must be a string'),
+    ],
+)
+def test_bad_lists_and_listen_addresses(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    assert re.search(message, error_of(tmp_path, text))
