@@ -26,7 +26,7 @@ from jamey.errors import SecretError
 
 ENV_PREFIX = 'JAMEY_'
 # JAMEY_* variables that are not settings; any other JAMEY_ name must be one.
-NON_SETTING_ENV = frozenset({'JAMEY_CONFIG', 'JAMEY_SOCKET'})
+NON_SETTING_ENV = frozenset({'JAMEY_CONFIG', 'JAMEY_SOCKET', 'JAMEY_TOKEN'})
 _TRUE = frozenset({'1', 'true', 'yes', 'on'})
 _FALSE = frozenset({'0', 'false', 'no', 'off'})
 
@@ -681,6 +681,14 @@ def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
     }
 
 
+def secret_path(value: str | Path, environ: Mapping[str, str]) -> Path:
+    """Where a secret setting points: a file, or a systemd credential by name."""
+    credentials = environ.get('CREDENTIALS_DIRECTORY')
+    if credentials and '/' not in str(value):
+        return Path(credentials) / value
+    return Path(value)
+
+
 def read_secret(value: str | Path, environ: Mapping[str, str]) -> bytes:
     """Read a secret from a file that nobody but its owner can read.
 
@@ -692,10 +700,7 @@ def read_secret(value: str | Path, environ: Mapping[str, str]) -> bytes:
         SecretError: the file is missing, not a regular file, or readable or
             writable by group or others (the message says how to fix it).
     """
-    path = Path(value)
-    credentials = environ.get('CREDENTIALS_DIRECTORY')
-    if credentials and '/' not in str(value):
-        path = Path(credentials) / path
+    path = secret_path(value, environ)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:

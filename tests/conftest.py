@@ -4,6 +4,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,6 +21,15 @@ import pytest
 from jamey import storage
 
 BIN = Path(sys.executable).parent
+# What no error body may contain: stack traces, file paths, SQL, Python
+# exception names. Every problem document a test receives is checked.
+LEAKS = re.compile(r'Traceback|File "|\.py\b|/[a-z]+/|SELECT|sqlite|[A-Za-z]+Error\b')
+
+
+def check_no_leak(status: int, headers: dict[str, str], data: bytes) -> None:
+    """Fail the test if an error answer gives away the daemon's insides."""
+    if status >= 400 and headers.get('content-type') == 'application/problem+json':
+        assert not LEAKS.search(data.decode('utf-8', 'replace')), data
 
 
 def short_dir() -> Path:
@@ -117,8 +127,10 @@ def request(
         conn.request(method, target, body=body, headers=headers or {})
         resp = conn.getresponse()
         data = resp.read()
+        found = {k.lower(): v for k, v in resp.getheaders()}
+        check_no_leak(resp.status, found, data)
         document = json.loads(data) if data else None
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, document
+        return resp.status, found, document
     finally:
         conn.close()
 

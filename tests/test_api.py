@@ -7,20 +7,24 @@ from pathlib import Path
 
 import falcon.testing
 import pytest
+from conftest import LEAKS
 from openapi_spec_validator import validate
+from prometheus_client import CollectorRegistry
 
 from jamey import __version__
 from jamey import storage
+from jamey.access import Authenticator
+from jamey.access import TokenStore
 from jamey.api import create_app
+from jamey.api.access import Policy
+from jamey.api.app import Parts
 from jamey.api.app import routes
+from jamey.audit import AuditLog
 from jamey.conscience import Conscience
 from jamey.health import HealthChecks
 from jamey.health import Thresholds
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
-
-# Stack traces, file paths, SQL and Python exception names.
-LEAKS = re.compile(r'Traceback|File "|\.py\b|/[a-z]+/|SELECT|sqlite|[A-Za-z]+Error\b')
 
 
 @pytest.fixture
@@ -30,12 +34,23 @@ def health(tmp_path: Path) -> HealthChecks:
     return HealthChecks(db, tmp_path, Thresholds(min_free_mb=1, max_rss_mb=4096))
 
 
-def make_app(health: HealthChecks) -> falcon.App:
-    memories = MemoryStore(health.db, health.state_dir / 'index')
-    soul = Soul(health.db)
-    return create_app(
-        health, Conscience(health.db), memories, soul, max_body_bytes=2048
+def make_parts(health: HealthChecks) -> Parts:
+    """Everything the app adapts, on one database; the socket's trust is admin."""
+    tokens = TokenStore(health.db)
+    return Parts(
+        health,
+        Conscience(health.db),
+        MemoryStore(health.db, health.state_dir / 'index'),
+        Soul(health.db),
+        tokens,
+        AuditLog(health.db, 1000),
+        Policy(Authenticator(tokens, None)),
+        max_body_bytes=2048,
     )
+
+
+def make_app(health: HealthChecks) -> falcon.App:
+    return create_app(make_parts(health))
 
 
 @pytest.fixture
@@ -114,9 +129,8 @@ def test_openapi_is_valid_and_covers_every_route(
     document = client.simulate_get('/openapi.json').json
     validate(document)
     assert document['openapi'].startswith('3.1')
-    memories = MemoryStore(health.db, health.state_dir / 'index')
     assert set(document['paths']) == {
-        *routes(health, Conscience(health.db), memories, Soul(health.db)),
+        *routes(make_parts(health), CollectorRegistry()),
         '/openapi.json',
     }
     for path, operations in document['paths'].items():

@@ -11,9 +11,9 @@ import pytest
 from jamey import storage
 from jamey.errors import InputError
 from jamey.errors import NotFoundError
+from jamey.ids import new_ids
 from jamey.memory import MemoryStore
 from jamey.memory import Retention
-from jamey.memory import new_ids
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 

@@ -11,6 +11,7 @@ from test_memory import Clock
 from test_memory import make_store
 
 from jamey import storage
+from jamey.audit import AuditLog
 from jamey.conscience import Conscience
 from jamey.errors import InputError
 from jamey.errors import NotFoundError
@@ -195,8 +196,8 @@ def test_low_trust_is_judged_more_strictly(db: storage.Database, clock: Clock) -
     soul.upsert('trusted', {'trust': 0.9})
     soul.upsert('doubted', {'trust': 0.2})
     action = 'I will make a mess'
-    usual = judge(conscience, soul, action, 'trusted')
-    strict = judge(conscience, soul, action, 'doubted')
+    usual = judge(conscience, soul, AuditLog(db, 1000), 'test', action, 'trusted')
+    strict = judge(conscience, soul, AuditLog(db, 1000), 'test', action, 'doubted')
     assert (usual['verdict'], usual['strictness']) == ('review', None)
     assert strict['verdict'] == 'deny'
     assert strict['strictness']['deny_weight'] == 4.0  # 8 x 0.5
@@ -213,12 +214,14 @@ def test_evaluations_create_entities_unless_told_not_to(
 ) -> None:
     conscience = Conscience(db)
     soul = Soul(db, clock=clock)
-    result = judge(conscience, soul, 'I will protect them', 'new one')
+    result = judge(
+        conscience, soul, AuditLog(db, 1000), 'test', 'I will protect them', 'new one'
+    )
     assert result['emotion']['name'] in ('joy', 'love')
     assert soul.get('new one').interaction_count == 1
     soul.settings = SoulSettings(auto_create=False)
     with pytest.raises(InputError) as raised:
-        judge(conscience, soul, 'hello', 'stranger')
+        judge(conscience, soul, AuditLog(db, 1000), 'test', 'hello', 'stranger')
     assert raised.value.code == 'unknown_entity'
 
 

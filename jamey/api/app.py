@@ -2,10 +2,19 @@
 
 import mimetypes
 from typing import Any
+from typing import NamedTuple
 
 import falcon
+from prometheus_client import CollectorRegistry
 
+from jamey.access import Scope
+from jamey.access import TokenStore
 from jamey.api import problems
+from jamey.api.access import Access
+from jamey.api.access import Cors
+from jamey.api.access import Deadline
+from jamey.api.access import Policy
+from jamey.api.access import Route
 from jamey.api.conscience import Evaluate
 from jamey.api.conscience import RuleItem
 from jamey.api.conscience import Rules
@@ -16,6 +25,10 @@ from jamey.api.memory import Memories
 from jamey.api.memory import MemoryItem
 from jamey.api.memory import MemoryReindex
 from jamey.api.memory import MemoryStats
+from jamey.api.metrics import Gauge
+from jamey.api.metrics import Metrics
+from jamey.api.metrics import MetricsResource
+from jamey.api.metrics import registry
 from jamey.api.middleware import BodyLimit
 from jamey.api.middleware import RequestContext
 from jamey.api.openapi import OpenApi
@@ -24,60 +37,84 @@ from jamey.api.soul import Decay
 from jamey.api.soul import Entities
 from jamey.api.soul import EntityEmotions
 from jamey.api.soul import EntityItem
+from jamey.api.tokens import Audit
+from jamey.api.tokens import TokenItem
+from jamey.api.tokens import Tokens
+from jamey.audit import AuditLog
 from jamey.conscience import Conscience
 from jamey.health import HealthChecks
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
 
+_ADMIN = Scope.ADMIN
 
-def routes(
-    health: HealthChecks,
-    conscience: Conscience,
-    memories: MemoryStore,
-    soul: Soul,
-    consistent_timeout_s: float = 5.0,
-) -> dict[str, Any]:
-    """The route table: each path served (but the document) and its resource."""
+
+class Parts(NamedTuple):
+    """The capabilities the API adapts, and how it guards them."""
+
+    health: HealthChecks
+    conscience: Conscience
+    memories: MemoryStore
+    soul: Soul
+    tokens: TokenStore
+    audit: AuditLog
+    policy: Policy
+    max_body_bytes: int = 1_048_576
+    consistent_timeout_s: float = 5.0
+    gauges: tuple[Gauge, ...] = ()
+
+
+def routes(parts: Parts, metrics: CollectorRegistry) -> dict[str, Route]:
+    """The route table: each path (but the document), its resource, its scope.
+
+    Reads need ``read`` unless a route says otherwise, changes ``write``;
+    liveness is open to anyone, access and operations need ``admin``.
+    """
+    p = parts
     return {
-        '/': Root(),
-        '/health': Liveness(),
-        '/health/detailed': Detailed(health),
-        '/evaluate': Evaluate(conscience, soul),
-        '/rules': Rules(conscience),
-        '/rules/{name}': RuleItem(conscience),
-        '/memories': Memories(memories, consistent_timeout_s),
-        '/memories/{id}': MemoryItem(memories),
-        '/memories/stats': MemoryStats(memories),
-        '/memories/reindex': MemoryReindex(memories),
-        '/soul/entities': Entities(soul),
-        '/soul/entities/{name}': EntityItem(soul),
-        '/soul/entities/{name}/emotions': EntityEmotions(soul),
-        '/soul/decay': Decay(soul),
+        '/': Route(Root()),
+        '/health': Route(Liveness(), floor=None),
+        '/health/detailed': Route(Detailed(p.health)),
+        '/metrics': Route(MetricsResource(metrics)),
+        '/evaluate': Route(Evaluate(p.conscience, p.soul, p.audit)),
+        '/rules': Route(Rules(p.conscience)),
+        '/rules/{name}': Route(RuleItem(p.conscience)),
+        '/memories': Route(Memories(p.memories, p.consistent_timeout_s)),
+        '/memories/{id}': Route(MemoryItem(p.memories)),
+        '/memories/stats': Route(MemoryStats(p.memories)),
+        '/memories/reindex': Route(MemoryReindex(p.memories), floor=_ADMIN),
+        '/soul/entities': Route(Entities(p.soul)),
+        '/soul/entities/{name}': Route(EntityItem(p.soul)),
+        '/soul/entities/{name}/emotions': Route(EntityEmotions(p.soul)),
+        '/soul/decay': Route(Decay(p.soul)),
+        '/tokens': Route(Tokens(p.tokens), floor=_ADMIN),
+        '/tokens/{id}': Route(TokenItem(p.tokens), floor=_ADMIN),
+        '/audit': Route(Audit(p.audit), floor=_ADMIN),
     }
 
 
-def create_app(
-    health: HealthChecks,
-    conscience: Conscience,
-    memories: MemoryStore,
-    soul: Soul,
-    max_body_bytes: int,
-    consistent_timeout_s: float = 5.0,
-) -> falcon.App[falcon.Request, falcon.Response]:
+def create_app(parts: Parts) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the WSGI app from the capabilities it adapts; no globals."""
     # NOTE: Falcon reads the system's MIME tables (mimetypes.init) for static
     # files, which jameyd never serves. Marking the module initialised keeps
     # Python's built-in table and saves 5 ms of start-up.
     mimetypes.inited = True
-    middleware: list[Any] = [RequestContext(), BodyLimit(max_body_bytes)]
+    metrics = registry(parts.memories, parts.audit, list(parts.gauges))
+    table = routes(parts, metrics)
+    # The document describes itself too; resource classes carry the specs.
+    document = build_document({**table, '/openapi.json': Route(OpenApi)})
+    table['/openapi.json'] = Route(OpenApi(document))
+    middleware: list[Any] = [
+        Metrics(metrics),
+        RequestContext(),
+        Cors(parts.policy),
+        Deadline(parts.policy),
+        BodyLimit(parts.max_body_bytes),
+        Access(parts.policy, table),
+    ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    table = routes(health, conscience, memories, soul, consistent_timeout_s)
-    classes = {path: type(resource) for path, resource in table.items()}
-    table['/openapi.json'] = OpenApi(
-        build_document({**classes, '/openapi.json': OpenApi})
-    )
-    for path, resource in table.items():
-        app.add_route(path, resource)
+    for path, route in table.items():
+        app.add_route(path, route.resource)
     problems.install(app)
     return app

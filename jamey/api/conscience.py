@@ -10,6 +10,7 @@ from jamey import validation
 from jamey.api.body import read_json
 from jamey.api.openapi import json_response
 from jamey.api.openapi import ref
+from jamey.audit import AuditLog
 from jamey.conscience import Conscience
 from jamey.errors import InputError
 from jamey.judgement import judge
@@ -75,9 +76,17 @@ SCHEMAS: dict[str, Any] = {
     },
     'Evaluation': {
         'type': 'object',
-        'required': ['action', 'score', 'verdict', 'findings', 'rules_version'],
+        'required': [
+            'action',
+            'score',
+            'verdict',
+            'findings',
+            'rules_version',
+            'decision_id',
+        ],
         'properties': {
             'action': {'type': 'string'},
+            'decision_id': {'type': 'string', 'description': 'its entry in /audit'},
             'entity': {'type': 'string'},
             'score': {'type': 'number'},
             'max_score': {'type': 'number', 'minimum': 0},
@@ -176,9 +185,10 @@ class Evaluate:
     }
     schemas: ClassVar[dict[str, Any]] = SCHEMAS
 
-    def __init__(self, conscience: Conscience, soul: Soul) -> None:
+    def __init__(self, conscience: Conscience, soul: Soul, audit: AuditLog) -> None:
         self.conscience = conscience
         self.soul = soul
+        self.audit = audit
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validation.require_object(read_json(req))
@@ -186,7 +196,12 @@ class Evaluate:
         if 'action' not in body:
             raise InputError('action', 'required', 'action is required.')
         resp.media = judge(
-            self.conscience, self.soul, body['action'], body.get('entity')
+            self.conscience,
+            self.soul,
+            self.audit,
+            req.context.principal.name,
+            body['action'],
+            body.get('entity'),
         )
 
 

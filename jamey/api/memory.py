@@ -1,5 +1,6 @@
 """``/memories``: thin adapters over jamey.memory."""
 
+import time
 from typing import Any
 from typing import ClassVar
 
@@ -7,6 +8,7 @@ import falcon
 
 from jamey import memory
 from jamey.api import query
+from jamey.api.access import deadline_problem
 from jamey.api.body import read_json
 from jamey.api.openapi import json_response
 from jamey.api.openapi import query_parameter
@@ -165,7 +167,12 @@ class Memories:
         params = query.params(req, _QUERY)
         if query.flag(params, 'consistent'):
             latest = self.store.latest_sequence()
-            if not self.store.wait_indexed(latest, self.consistent_timeout_s):
+            left = req.context.deadline - time.perf_counter()
+            if not self.store.wait_indexed(
+                latest, min(self.consistent_timeout_s, left)
+            ):
+                if left <= self.consistent_timeout_s:
+                    raise deadline_problem()
                 raise Problem(
                     503,
                     'index_behind',

@@ -12,6 +12,8 @@ from typing import ClassVar
 import falcon
 
 from jamey import __version__
+from jamey.api.access import Route
+from jamey.api.access import required_scope
 
 PROBLEM_SCHEMA = {
     'type': 'object',
@@ -59,23 +61,33 @@ def query_parameter(
     }
 
 
+_SECURITY: list[dict[str, list[str]]] = [{}, {'bearer': []}]
 _METHODS = frozenset({'get', 'put', 'post', 'delete', 'patch', 'head', 'options'})
 
 
-def build_document(routes: dict[str, type]) -> dict[str, Any]:
-    """Assemble paths and components from each resource class's declarations."""
+def build_document(routes: dict[str, Route]) -> dict[str, Any]:
+    """Assemble paths and components from each resource's declarations.
+
+    Each operation names the scope it needs (``x-scope``); a bearer token is
+    optional in the document because the Unix socket trusts its callers.
+    """
     paths: dict[str, Any] = {}
     schemas: dict[str, Any] = {'Problem': PROBLEM_SCHEMA}
-    for path, resource in routes.items():
-        spec = resource.spec  # type: ignore[attr-defined]
+    for path, route in routes.items():
+        spec = route.resource.spec
         operations = {}
         for key, value in spec.items():
             if key in _METHODS:
-                responses = {**value['responses'], 'default': _PROBLEM_RESPONSE}
-                value = {**value, 'responses': responses}  # noqa: PLW2901
+                scope = required_scope(route, key.upper())
+                value = {  # noqa: PLW2901
+                    **value,
+                    'responses': {**value['responses'], 'default': _PROBLEM_RESPONSE},
+                    'security': _SECURITY if scope else [],
+                    'x-scope': scope.label if scope else 'none',
+                }
             operations[key] = value
         paths[path] = operations
-        schemas.update(resource.schemas)  # type: ignore[attr-defined]
+        schemas.update(route.resource.schemas)
     return {
         'openapi': '3.1.0',
         'info': {
@@ -84,7 +96,16 @@ def build_document(routes: dict[str, type]) -> dict[str, Any]:
             'description': 'The API of jameyd, the Jamey guardian daemon.',
         },
         'paths': paths,
-        'components': {'schemas': schemas},
+        'components': {
+            'schemas': schemas,
+            'securitySchemes': {
+                'bearer': {
+                    'type': 'http',
+                    'scheme': 'bearer',
+                    'description': 'An API token (jamey_...) or a JWT',
+                }
+            },
+        },
     }
 
 

@@ -41,9 +41,14 @@ class Problem(falcon.HTTPError):
     """An error with a stable code, and the request field it is about."""
 
     def __init__(
-        self, status: int, code: str, detail: str, field: str | None = None
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(status, description=detail)
+        super().__init__(status, description=detail, headers=headers)
         self.problem_code = code
         self.field = field
 
@@ -98,6 +103,16 @@ def _from_conflict(
     req: falcon.Request, resp: falcon.Response, error: ConflictError, params: Any
 ) -> None:
     raise Problem(409, error.code, str(error))
+
+
+def answer(resp: falcon.Response, problem: Problem) -> None:
+    """Replace whatever ``resp`` holds with ``problem`` (after a handler ran)."""
+    resp.status = problem.status_code
+    resp.content_type = PROBLEM_JSON
+    resp.text = None
+    resp.data = problem_body(
+        problem.status_code, problem.description, problem.problem_code
+    )
 
 
 def unexpected(

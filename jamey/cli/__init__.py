@@ -19,6 +19,7 @@ from jamey import config
 from jamey.cli import conscience
 from jamey.cli import memory
 from jamey.cli import soul
+from jamey.cli import token
 from jamey.cli.client import Client
 from jamey.cli.client import DaemonUnreachableError
 from jamey.cli.output import EX_CONFIG
@@ -159,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     conscience.register(commands)
     memory.register(commands)
     soul.register(commands)
+    token.register(commands)
     return parser
 
 
@@ -170,7 +172,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if offline is not None:
         return offline(args, environ)
-    client = Client(args.socket or default_socket(environ), timeout=args.timeout)
+    client = Client(
+        args.socket or default_socket(environ),
+        timeout=args.timeout,
+        token=environ.get('JAMEY_TOKEN'),
+    )
     try:
         return int(args.run(args, client))
     except DaemonUnreachableError as exc:

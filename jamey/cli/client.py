@@ -41,13 +41,18 @@ class _UnixConnection(http.client.HTTPConnection):
 class Client:
     """A small JSON client of the API; one connection per request is plenty."""
 
-    def __init__(self, path: Path, timeout: float = 10.0) -> None:
+    def __init__(
+        self, path: Path, timeout: float = 10.0, token: str | None = None
+    ) -> None:
         self.path = path
         self.timeout = timeout
+        self.token = token
 
     def request(self, method: str, target: str, body: Any = None) -> Reply:
         conn = _UnixConnection(self.path, self.timeout)
         headers = {'Accept': 'application/json'}
+        if self.token:
+            headers['Authorization'] = f'Bearer {self.token}'
         payload = None
         if body is not None:
             payload = json.dumps(body).encode()

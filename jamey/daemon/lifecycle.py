@@ -18,13 +18,24 @@ from pathlib import Path
 from jamey import __version__
 from jamey import config
 from jamey import logs
+from jamey.access import Authenticator
+from jamey.access import JwtSettings
+from jamey.access import JwtVerifier
+from jamey.access import Scope
+from jamey.access import TokenStore
+from jamey.access import load_jwt_key
 from jamey.api import create_app
+from jamey.api.access import Policy
+from jamey.api.app import Parts
+from jamey.audit import AuditLog
 from jamey.conscience import Conscience
 from jamey.daemon.listener import UnixListener
 from jamey.daemon.systemd import Notifier
 from jamey.daemon.systemd import watchdog_interval
+from jamey.daemon.tls import TlsListener
 from jamey.errors import ConfigError
 from jamey.errors import RuleError
+from jamey.errors import SecretError
 from jamey.errors import StorageError
 from jamey.health import FAILING
 from jamey.health import HealthChecks
@@ -93,6 +104,7 @@ class Daemon:
         self._listener: UnixListener | None = None
         self._memories: MemoryStore | None = None
         self._soul: Soul | None = None
+        self._tls: TlsListener | None = None
 
     def start(self) -> None:
         """Bring every part up in dependency order, then tell systemd.
@@ -137,13 +149,22 @@ class Daemon:
             memories=self._memories,
         )
         api = self.settings.api
+        self._tokens = TokenStore(self._db)
+        self._audit = AuditLog(self._db, self.settings.auth.audit_max_entries)
+        self._policy = Policy(Authenticator(self._tokens, None))
+        self._apply_access()
         app = create_app(
-            self.health,
-            self.conscience,
-            self._memories,
-            soul,
-            api.max_body_bytes,
-            memory.consistent_timeout_s,
+            Parts(
+                self.health,
+                self.conscience,
+                self._memories,
+                soul,
+                self._tokens,
+                self._audit,
+                self._policy,
+                api.max_body_bytes,
+                memory.consistent_timeout_s,
+            )
         )
         self._listener = UnixListener(
             app,
@@ -152,7 +173,16 @@ class Daemon:
             api.threads,
             api.max_body_bytes,
             api.connection_limit,
+            api.max_header_bytes,
         )
+        if self.settings.tls.listen:
+            self._tls = TlsListener(
+                app,
+                self.settings.tls,
+                self.environ,
+                api.max_body_bytes,
+                api.max_header_bytes,
+            )
         signal.set_wakeup_fd(self._listener.wakeup_fd(), warn_on_full_buffer=False)
         for signum in (*_STOP_SIGNALS, signal.SIGHUP):
             signal.signal(signum, self._on_signal)
@@ -161,6 +191,7 @@ class Daemon:
             extra={
                 'version': __version__,
                 'socket': str(api.socket),
+                'tls': self.settings.tls.listen or None,
                 'state_dir': str(state_dir),
                 'watchdog_s': self.watchdog_s,
             },
@@ -221,6 +252,9 @@ class Daemon:
                 self._memories.retention = _retention(self.settings)
             if self._soul is not None:
                 self._soul.settings = _soul_settings(self.settings)
+            self._apply_access()
+            if self._tls is not None:
+                self._tls.reload(self.settings.tls, self.environ)
             log.info('config.reloaded', extra={'restart_needed': restart})
         try:
             self.conscience.reload(self.settings.conscience.deny_weight)
@@ -247,8 +281,48 @@ class Daemon:
         log.info('daemon.stopped')
         return 0
 
+    def _apply_access(self) -> None:
+        """Put the access settings in force (at start, and live on SIGHUP).
+
+        A JWT key that cannot be loaded refuses JWTs (and says so in the
+        log) rather than stopping the daemon: tokens keep working.
+        """
+        api, auth = self.settings.api, self.settings.auth
+        policy = self._policy
+        policy.unix_role = Scope[api.unix_role.upper()]
+        policy.unix_requires_token = api.unix_requires_token
+        policy.rate_per_s = api.rate_limit_per_s
+        policy.burst = api.rate_limit_burst
+        policy.cors_origins = frozenset(api.cors_origins)
+        policy.request_timeout_s = api.request_timeout_s
+        self._audit.max_entries = auth.audit_max_entries
+        jwts = None
+        if auth.jwt_key_file:
+            try:
+                key = load_jwt_key(
+                    auth.jwt_algorithm,
+                    auth.jwt_key_file,
+                    lambda name: config.read_secret(name, self.environ),
+                )
+            except SecretError as exc:
+                log.error('auth.jwt_key_unusable', extra={'error': str(exc)})
+            else:
+                jwts = JwtVerifier(
+                    JwtSettings(
+                        auth.jwt_algorithm,
+                        key,
+                        auth.jwt_audience,
+                        auth.jwt_scope_claim,
+                        auth.jwt_leeway_s,
+                    )
+                )
+        policy.authenticator.jwts = jwts
+
     def close(self) -> None:
         """Release storage and the lock (also after a failed start)."""
+        if self._tls is not None:
+            self._tls.close()
+            self._tls = None
         if self._listener is not None:
             self._listener.close()
             self._listener = None

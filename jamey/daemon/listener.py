@@ -17,10 +17,15 @@ from typing import Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
+from waitress.parser import HTTPRequestParser
 from waitress.server import BaseWSGIServer
 from waitress.server import create_server
 from waitress.task import ErrorTask
+from waitress.task import WSGITask
 
+from jamey.api.access import ARRIVED_KEY
+from jamey.api.access import LISTENER_KEY
+from jamey.api.access import UNIX
 from jamey.api.problems import PROBLEM_JSON
 from jamey.api.problems import problem_body
 
@@ -44,7 +49,27 @@ class _ProblemErrorTask(ErrorTask):
         self.write(body)
 
 
+class _StampedParser(HTTPRequestParser):
+    """Notes when a request's first bytes arrived, for the request deadline."""
+
+    def __init__(self, adj: Any) -> None:
+        super().__init__(adj)
+        self.arrived = time.perf_counter()
+
+
+class _UnixTask(WSGITask):
+    """Tells the app which listener a request came in on, and since when."""
+
+    def get_environment(self) -> dict[str, Any]:
+        environ: dict[str, Any] = super().get_environment()
+        environ[LISTENER_KEY] = UNIX
+        environ[ARRIVED_KEY] = typing.cast(_StampedParser, self.request).arrived
+        return environ
+
+
 class _ProblemChannel(HTTPChannel):
+    parser_class = _StampedParser
+    task_class = _UnixTask
     error_task_class = _ProblemErrorTask
 
 
@@ -98,6 +123,7 @@ class UnixListener:
         threads: int,
         max_body_bytes: int,
         connection_limit: int,
+        max_header_bytes: int = 16_384,
     ) -> None:
         self.path = path
         try:
@@ -120,6 +146,7 @@ class UnixListener:
                 threads=threads,
                 connection_limit=connection_limit,
                 max_request_body_size=max_body_bytes,
+                max_request_header_size=max_header_bytes,
                 asyncore_use_poll=True,
                 ident='',
             )

@@ -1,0 +1,136 @@
+"""The optional TLS listener: cheroot serving the same app, TLS 1.3 only.
+
+waitress has no TLS, so this listener runs cheroot in a thread of its own.
+Certificates are loaded into a fresh ``SSLContext`` on SIGHUP and swapped in:
+handshakes from then on use the new one, connections already open keep theirs,
+and the listening socket is never closed.
+"""
+
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from collections.abc import Mapping
+from typing import Any
+
+from cheroot import wsgi
+from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+from jamey import config
+from jamey.api.access import LISTENER_KEY
+from jamey.api.access import TLS
+from jamey.daemon.listener import ListenerError
+from jamey.errors import SecretError
+
+log = logging.getLogger('jamey.daemon')
+
+
+def tls_context(
+    settings: config.TlsSettings, environ: Mapping[str, str]
+) -> ssl.SSLContext:
+    """A server context from the configured files: TLS 1.3, nothing older.
+
+    Raises:
+        ListenerError: a file is missing, unreadable, or not what it should be.
+    """
+    if not settings.cert_file or not settings.key_file:
+        raise ListenerError(
+            'tls.listen is set but tls.cert_file or tls.key_file is not'
+        )
+    # The key must be private, like every secret (read_secret says how to fix it).
+    config.read_secret(settings.key_file, environ)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_3
+    try:
+        context.load_cert_chain(
+            settings.cert_file, config.secret_path(settings.key_file, environ)
+        )
+        if settings.client_ca:
+            context.load_verify_locations(cafile=settings.client_ca)
+            context.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise ListenerError(f'cannot load the TLS certificate or key: {exc}') from None
+    return context
+
+
+class _Adapter(BuiltinSSLAdapter):
+    """cheroot's adapter, but with a context made here (and replaceable)."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        # NOTE: the base __init__ loads files into a context of its own with
+        # the library's defaults (TLS 1.2 allowed); this one is built above.
+        self.certificate = self.private_key = self.certificate_chain = None
+        self.ciphers = None
+        self.private_key_password = None
+        self._server_env: dict[str, Any] = {}
+        self.context = context
+
+
+def _tagged(app: Callable[..., Any]) -> Callable[..., Any]:
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        environ[LISTENER_KEY] = TLS
+        return app(environ, start_response)
+
+    return serve
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(':')
+    return host.strip('[]'), int(port)
+
+
+class TlsListener:
+    """Serves the app over TLS on ``host:port`` from a thread of its own."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        settings: config.TlsSettings,
+        environ: Mapping[str, str],
+        max_body_bytes: int,
+        max_header_bytes: int,
+    ) -> None:
+        self._adapter = _Adapter(tls_context(settings, environ))
+        self.server = wsgi.Server(
+            parse_listen(settings.listen),
+            _tagged(app),
+            numthreads=settings.threads,
+            server_name='jamey',
+            request_queue_size=settings.connection_limit,
+            timeout=10,
+            shutdown_timeout=5,
+        )
+        self.server.ssl_adapter = self._adapter
+        self.server.max_request_body_size = max_body_bytes
+        self.server.max_request_header_size = max_header_bytes
+        self.server.keep_alive_conn_limit = settings.connection_limit
+        try:
+            self.server.prepare()
+        except OSError as exc:
+            raise ListenerError(
+                f'cannot listen on {settings.listen}: {exc.strerror}'
+            ) from None
+        self._thread = threading.Thread(
+            target=self.server.serve, name='tls-listener', daemon=True
+        )
+        self._thread.start()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound address (the port, when the setting asked for 0)."""
+        bound = self.server.bind_addr
+        return str(bound[0]), int(bound[1])
+
+    def reload(self, settings: config.TlsSettings, environ: Mapping[str, str]) -> None:
+        """Swap in certificates re-read from disk; keep the old ones on error."""
+        try:
+            self._adapter.context = tls_context(settings, environ)
+        except (ListenerError, SecretError) as exc:
+            log.error('tls.reload_failed', extra={'error': str(exc)})
+        else:
+            log.info('tls.reloaded')
+
+    def close(self) -> None:
+        """Stop accepting, let requests in flight finish, stop the threads."""
+        self.server.stop()
+        self._thread.join(timeout=10)
