@@ -6,19 +6,24 @@ handshakes from then on use the new one, connections already open keep theirs,
 and the listening socket is never closed.
 """
 
+import contextlib
 import logging
 import ssl
 import threading
 from collections.abc import Callable
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any
 
+from cheroot import server as cheroot_server
 from cheroot import wsgi
 from cheroot.ssl.builtin import BuiltinSSLAdapter
 
 from jamey import config
 from jamey.api.access import LISTENER_KEY
 from jamey.api.access import TLS
+from jamey.api.problems import PROBLEM_JSON
+from jamey.api.problems import problem_body
 from jamey.daemon.listener import ListenerError
 from jamey.errors import SecretError
 
@@ -66,6 +71,30 @@ class _Adapter(BuiltinSSLAdapter):
         self.context = context
 
 
+class _ProblemRequest(cheroot_server.HTTPRequest):
+    """cheroot's own errors (oversized, malformed requests) as problem+json."""
+
+    def simple_response(self, status: Any, msg: Any = '') -> None:
+        code = int(str(status)[:3])
+        detail = msg if isinstance(msg, str) and msg else HTTPStatus(code).phrase
+        body = problem_body(code, detail)
+        head = [
+            f'{self.server.protocol} {code} {HTTPStatus(code).phrase}',
+            f'Content-Length: {len(body)}',
+            f'Content-Type: {PROBLEM_JSON}',
+        ]
+        if code >= 400:
+            self.close_connection = True
+            head.append('Connection: close')
+        raw = ('\r\n'.join(head) + '\r\n\r\n').encode('latin-1') + body
+        with contextlib.suppress(OSError):  # the client is gone
+            self.conn.wfile.write(raw)
+
+
+class _ProblemConnection(cheroot_server.HTTPConnection):
+    RequestHandlerClass = _ProblemRequest
+
+
 def _tagged(app: Callable[..., Any]) -> Callable[..., Any]:
     def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         environ[LISTENER_KEY] = TLS
@@ -101,6 +130,7 @@ class TlsListener:
             shutdown_timeout=5,
         )
         self.server.ssl_adapter = self._adapter
+        self.server.ConnectionClass = _ProblemConnection
         self.server.max_request_body_size = max_body_bytes
         self.server.max_request_header_size = max_header_bytes
         self.server.keep_alive_conn_limit = settings.connection_limit
