@@ -10,6 +10,7 @@ from jamey import validation
 from jamey.api.body import read_json
 from jamey.api.openapi import json_response
 from jamey.api.openapi import ref
+from jamey.api.openapi import text
 from jamey.audit import AuditLog
 from jamey.conscience import Conscience
 from jamey.errors import InputError
@@ -22,19 +23,11 @@ _JSON = 'application/json'
 _PHRASES = {
     'type': 'array',
     'maxItems': conscience.MAX_PHRASES,
-    'items': {
-        'type': 'string',
-        'minLength': 1,
-        'maxLength': conscience.MAX_PHRASE_CHARS,
-    },
+    'items': text(conscience.MAX_PHRASE_CHARS),
 }
 _RULE_FIELDS: dict[str, Any] = {
     'name': {'type': 'string', 'pattern': f'^{validation.SLUG.pattern}$'},
-    'description': {
-        'type': 'string',
-        'minLength': 1,
-        'maxLength': conscience.MAX_DESCRIPTION_CHARS,
-    },
+    'description': text(conscience.MAX_DESCRIPTION_CHARS),
     'weight': {
         'type': 'number',
         'exclusiveMinimum': 0,
@@ -50,16 +43,8 @@ SCHEMAS: dict[str, Any] = {
         'additionalProperties': False,
         'required': ['action'],
         'properties': {
-            'action': {
-                'type': 'string',
-                'minLength': 1,
-                'maxLength': conscience.MAX_ACTION_CHARS,
-            },
-            'entity': {
-                'type': 'string',
-                'minLength': 1,
-                'maxLength': validation.MAX_ENTITY_CHARS,
-            },
+            'action': text(conscience.MAX_ACTION_CHARS),
+            'entity': text(validation.MAX_ENTITY_CHARS),
         },
     },
     'Finding': {

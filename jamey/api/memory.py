@@ -13,6 +13,7 @@ from jamey.api.body import read_json
 from jamey.api.openapi import json_response
 from jamey.api.openapi import query_parameter
 from jamey.api.openapi import ref
+from jamey.api.openapi import text
 from jamey.api.problems import Problem
 from jamey.memory import MemoryStore
 
@@ -26,17 +27,9 @@ SCHEMAS: dict[str, Any] = {
         'additionalProperties': False,
         'required': ['content', 'layer'],
         'properties': {
-            'content': {
-                'type': 'string',
-                'minLength': 1,
-                'maxLength': memory.MAX_CONTENT_CHARS,
-            },
+            'content': text(memory.MAX_CONTENT_CHARS),
             'layer': {'type': 'string', 'enum': list(memory.LAYERS)},
-            'entity': {
-                'type': 'string',
-                'minLength': 1,
-                'maxLength': memory.MAX_ENTITY_CHARS,
-            },
+            'entity': text(memory.MAX_ENTITY_CHARS),
             'metadata': {'type': 'object'},
         },
     },

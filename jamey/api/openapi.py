@@ -35,6 +35,24 @@ _PROBLEM_RESPONSE = {
 }
 
 
+# What validation.text accepts: something besides spaces, no control characters.
+_TEXT_PATTERN = (
+    '^[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\u2028\\u2029]*'
+    '[^\\s\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]'
+    '[^\\x00-\\x08\\x0b-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$'
+)
+
+
+def text(max_chars: int) -> dict[str, Any]:
+    """A string field as ``validation.text`` checks it."""
+    return {
+        'type': 'string',
+        'minLength': 1,
+        'maxLength': max_chars,
+        'pattern': _TEXT_PATTERN,
+    }
+
+
 def ref(name: str) -> dict[str, Any]:
     """A reference to a schema in ``components``."""
     return {'$ref': f'#/components/schemas/{name}'}

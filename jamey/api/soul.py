@@ -12,6 +12,7 @@ from jamey.api.body import read_json
 from jamey.api.openapi import json_response
 from jamey.api.openapi import query_parameter
 from jamey.api.openapi import ref
+from jamey.api.openapi import text
 from jamey.errors import InputError
 from jamey.soul import Soul
 from jamey.soul.model import Emotion
@@ -112,11 +113,7 @@ _NAME = {
     'name': 'name',
     'in': 'path',
     'required': True,
-    'schema': {
-        'type': 'string',
-        'minLength': 1,
-        'maxLength': validation.MAX_ENTITY_CHARS,
-    },
+    'schema': text(validation.MAX_ENTITY_CHARS),
 }
 
 

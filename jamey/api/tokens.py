@@ -14,6 +14,7 @@ from jamey.api.body import read_json
 from jamey.api.openapi import json_response
 from jamey.api.openapi import query_parameter
 from jamey.api.openapi import ref
+from jamey.api.openapi import text
 from jamey.audit import MAX_PAGE
 from jamey.audit import VERDICTS
 from jamey.audit import AuditLog
@@ -29,11 +30,7 @@ SCHEMAS: dict[str, Any] = {
         'additionalProperties': False,
         'required': ['name', 'scope'],
         'properties': {
-            'name': {
-                'type': 'string',
-                'minLength': 1,
-                'maxLength': access.MAX_TOKEN_NAME_CHARS,
-            },
+            'name': text(access.MAX_TOKEN_NAME_CHARS),
             'scope': _SCOPE,
             'expires_in_s': {
                 'type': 'number',
