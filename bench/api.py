@@ -1,0 +1,297 @@
+"""The API under load, over TLS and over the Unix socket, with authentication.
+
+A real jameyd with a TLS listener (a self-signed certificate made by openssl)
+serves 50 concurrent keep-alive clients for 60 s per listener, each sending a
+mix of POST /evaluate, POST /memories and GET /memories?q=. Reported: errors
+(anything but 2xx, 429 counted apart), p50/p99 per route, and the daemon's
+RSS after the first 10 s and at the end. Then, one client at a time, the cost
+of TLS + authentication: GET /health/detailed over TLS with a token against
+GET /health over the socket with none, and the authentication check itself
+against the request time.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+BIN = Path(sys.executable).parent
+WORDS = [
+    'harm',
+    'help',
+    'truth',
+    'lie',
+    'protect',
+    'delete',
+    'backup',
+    'garden',
+    'river',
+    'lamp',
+    'window',
+    'letter',
+    'kitchen',
+    'music',
+    'promise',
+    'secret',
+    'friend',
+    'stranger',
+    'morning',
+    'winter',
+]
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path: Path) -> None:
+        super().__init__('jamey', timeout=30)
+        self.socket_path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(str(self.socket_path))
+
+
+def percentile(samples: list[float], fraction: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def rss_mb(pid: int) -> float:
+    with open(f'/proc/{pid}/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def certificate(directory: Path) -> tuple[Path, Path]:
+    cert, key = directory / 'cert.pem', directory / 'key.pem'
+    subprocess.run(
+        [
+            'openssl', 'req', '-x509', '-newkey', 'ec',
+            '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+            '-keyout', str(key), '-out', str(cert), '-days', '1',
+            '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1',
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    key.chmod(0o600)
+    return cert, key
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return int(probe.getsockname()[1])
+
+
+class Daemon:
+    def __init__(self, root: Path, port: int, cert: Path, key: Path) -> None:
+        self.socket = root / 'jamey.sock'
+        env = {
+            'PATH': os.environ.get('PATH', ''),
+            'JAMEY_STORAGE_STATE_DIR': str(root / 'state'),
+            'JAMEY_API_SOCKET': str(self.socket),
+            'JAMEY_TLS_LISTEN': f'127.0.0.1:{port}',
+            'JAMEY_TLS_CERT_FILE': str(cert),
+            'JAMEY_TLS_KEY_FILE': str(key),
+            'JAMEY_API_RATE_LIMIT_PER_S': '2000',
+            'JAMEY_API_RATE_LIMIT_BURST': '4000',
+            'JAMEY_LOG_LEVEL': 'warning',
+        }
+        self.proc = subprocess.Popen(
+            [str(BIN / 'jameyd')], env=env, cwd=root, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 30
+        while not self.socket.exists():
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise RuntimeError('jameyd did not start')
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(30)
+
+
+Connect = Callable[[], http.client.HTTPConnection]
+
+
+def call(
+    conn: http.client.HTTPConnection,
+    method: str,
+    target: str,
+    headers: dict[str, str],
+    body: Any = None,
+) -> int:
+    payload = None if body is None else json.dumps(body).encode()
+    sent = dict(headers)
+    if payload is not None:
+        sent['Content-Type'] = 'application/json'
+    conn.request(method, target, body=payload, headers=sent)
+    response = conn.getresponse()
+    response.read()
+    return response.status
+
+
+def mixed_request(rng: random.Random) -> tuple[str, str, str, Any]:
+    """(route, method, target, body) of one request of the mix."""
+    words = ' '.join(rng.choices(WORDS, k=12))
+    pick = rng.random()
+    if pick < 0.4:
+        return 'POST /evaluate', 'POST', '/evaluate', {'action': f'I will {words}'}
+    if pick < 0.7:
+        body = {'content': words, 'layer': 'short_term'}
+        return 'POST /memories', 'POST', '/memories', body
+    return 'GET /memories', 'GET', f'/memories?q={rng.choice(WORDS)}&limit=10', None
+
+
+def load(
+    connect: Connect, headers: dict[str, str], clients: int, seconds: float, pid: int
+) -> None:
+    latencies: dict[str, list[float]] = defaultdict(list)
+    statuses: dict[int, int] = defaultdict(int)
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+    rss: list[float] = []
+
+    def client(seed: int) -> None:
+        rng = random.Random(seed)
+        conn = connect()
+        while time.monotonic() < stop_at:
+            route, method, target, body = mixed_request(rng)
+            started = time.perf_counter()
+            try:
+                status = call(conn, method, target, headers, body)
+            except (OSError, http.client.HTTPException):
+                status = 0
+                conn.close()
+                conn = connect()
+            elapsed = time.perf_counter() - started
+            with lock:
+                statuses[status] += 1
+                latencies[route].append(elapsed)
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(min(10.0, seconds / 2))
+    rss.append(rss_mb(pid))
+    for thread in threads:
+        thread.join()
+    rss.append(rss_mb(pid))
+    total = sum(statuses.values())
+    limited = statuses.get(429, 0)
+    errors = total - limited - sum(n for s, n in statuses.items() if 200 <= s < 300)
+    print(f'  {total:,} requests in {seconds:.0f} s ({total / seconds:,.0f}/s);'
+          f' errors {errors}; deliberate 429s {limited}')  # fmt: skip
+    for route, samples in sorted(latencies.items()):
+        p50, p99 = percentile(samples, 0.5) * 1e3, percentile(samples, 0.99) * 1e3
+        print(f'  {route:16} {len(samples):8,}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms')
+    growth = (rss[1] / rss[0] - 1) * 100
+    print(f'  RSS after the first 10 s {rss[0]:.1f} MB, at the end {rss[1]:.1f} MB'
+          f' ({growth:+.1f} %)')  # fmt: skip
+
+
+def serial(connect: Connect, target: str, headers: dict[str, str], n: int) -> float:
+    """p50 of ``n`` GETs in a row on one keep-alive connection (seconds)."""
+    conn = connect()
+    samples = []
+    for _ in range(n):
+        started = time.perf_counter()
+        assert call(conn, 'GET', target, headers) == 200
+        samples.append(time.perf_counter() - started)
+    conn.close()
+    return percentile(samples, 0.5)
+
+
+def auth_check_cost(token: str, n: int = 20_000) -> float:
+    """Seconds one authentication of an API token takes, in process."""
+    from jamey import storage  # noqa: PLC0415 - the daemon's own code
+    from jamey.access import Authenticator  # noqa: PLC0415
+    from jamey.access import TokenStore  # noqa: PLC0415
+
+    root = Path(tempfile.mkdtemp(prefix='jamey-bench-auth-'))
+    try:
+        db = storage.Database(root / 'jamey.db')
+        db.migrate()
+        tokens = TokenStore(db)
+        _, fresh = tokens.create('bench', 'admin')
+        authenticator = Authenticator(tokens, None)
+        authenticator.authenticate(fresh)
+        started = time.perf_counter()
+        for _ in range(n):
+            authenticator.authenticate(fresh)
+        return (time.perf_counter() - started) / n
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--clients', type=int, default=50)
+    parser.add_argument('--seconds', type=float, default=60.0)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix='jamey-bench-api-'))
+    try:
+        cert, key = certificate(root)
+        port = free_port()
+        daemon = Daemon(root, port, cert, key)
+        context = ssl.create_default_context(cafile=str(cert))
+        unix_conn = UnixHTTP(daemon.socket)
+        unix_conn.request(
+            'POST', '/tokens', json.dumps({'name': 'load', 'scope': 'write'}),
+            {'Content-Type': 'application/json'},
+        )  # fmt: skip
+        token = json.loads(unix_conn.getresponse().read())['token']
+        unix_conn.close()
+        bearer = {'Authorization': f'Bearer {token}'}
+
+        def tls() -> http.client.HTTPConnection:
+            return http.client.HTTPSConnection(
+                '127.0.0.1', port, context=context, timeout=30
+            )
+
+        def unix() -> http.client.HTTPConnection:
+            return UnixHTTP(daemon.socket)
+
+        pid = daemon.proc.pid
+        print(f'{args.clients} clients, {args.seconds:.0f} s each:'
+              ' 40% evaluate, 30% store, 30% search')  # fmt: skip
+        print('over TLS, with a token')
+        load(tls, bearer, args.clients, args.seconds, pid)
+        print('over the Unix socket')
+        load(unix, {}, args.clients, args.seconds, pid)
+        detailed = serial(tls, '/health/detailed', bearer, 2000)
+        health = serial(unix, '/health', {}, 2000)
+        print('one client, p50 of 2,000 requests each')
+        print(f'  GET /health/detailed over TLS with a token {detailed * 1e3:7.3f} ms')
+        print(f'  GET /health over the socket, no token       {health * 1e3:7.3f} ms')
+        print(
+            f'  ratio (the cost of TLS, auth and the checks) {detailed / health:6.2f}x'
+        )
+        check = auth_check_cost(token)
+        print(f'  the token check itself {check * 1e6:.1f} us ='
+              f' {check / detailed * 100:.2f} % of the TLS request')  # fmt: skip
+        daemon.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()
