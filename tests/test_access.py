@@ -352,6 +352,11 @@ def test_rate_limit_is_reached_and_recovers(sdir: Path, make_jameyd: Any) -> Non
     assert site.tls.request('GET', '/rules', site.jwt('read'))[0] == 200
     time.sleep(wait)
     assert site.tls.request('GET', '/rules', token)[0] == 200
+    # The socket's trusted role is not limited; a token on the socket is.
+    assert {site.daemon.get('/rules')[0] for _ in range(20)} == {200}
+    bearer = {'Authorization': f'Bearer {token}'}
+    statuses = {site.daemon.get('/rules', headers=bearer)[0] for _ in range(8)}
+    assert 429 in statuses
 
 
 def test_cors_only_for_configured_origins(sdir: Path, make_jameyd: Any) -> None:
@@ -500,3 +505,22 @@ def test_metrics(site: Site) -> None:
     ):
         assert name in text, name
     assert site.tls.request('GET', '/metrics')[0] == 401
+
+
+@pytest.mark.parametrize(
+    ('env', 'message'),
+    [
+        ({}, 'tls.listen needs tls.cert_file and tls.key_file'),
+        ({'JAMEY_TLS_CERT_FILE': 'absent.pem', 'JAMEY_TLS_KEY_FILE': 'k'}, 'k'),
+        ({'JAMEY_AUTH_JWT_ALGORITHM': 'RS256'}, 'must be one of EdDSA, ES256, HS256'),
+    ],
+)
+def test_bad_access_settings_stop_the_start(
+    make_jameyd: Any, env: dict[str, str], message: str
+) -> None:
+    daemon = make_jameyd(
+        env={'JAMEY_TLS_LISTEN': f'127.0.0.1:{free_port()}', **env}, notify=False
+    ).start(wait_ready=False)
+    assert daemon.wait() == 78
+    assert message in daemon.log_text()
+    assert not daemon.socket.exists()

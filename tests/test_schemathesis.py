@@ -65,7 +65,7 @@ class UnixAdapter(HTTPAdapter):
 
 @pytest.fixture
 def session(sdir: Path) -> Iterator[requests.Session]:
-    daemon = Jameyd(sdir, env={'JAMEY_API_RATE_LIMIT_PER_S': '0'}).start()
+    daemon = Jameyd(sdir).start()
     try:
         with requests.Session() as s:
             s.mount(BASE_URL, UnixAdapter(daemon.socket))

@@ -128,8 +128,11 @@ class Access:
         policy = self.policy
         listener = req.env.get(LISTENER_KEY, UNIX)
         principal, failure = self._identify(req, listener)
+        # The socket's trusted role is not limited: it may change the limits.
+        trusted = principal is not None and principal.kind == UNIX
         key = principal.name if principal else f'anonymous:{req.remote_addr}'
-        wait = self.limiter.take(key, policy.rate_per_s, policy.burst, time.monotonic())
+        rate = 0.0 if trusted else policy.rate_per_s
+        wait = self.limiter.take(key, rate, policy.burst, time.monotonic())
         if wait > 0:
             raise Problem(
                 429,

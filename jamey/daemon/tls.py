@@ -25,7 +25,7 @@ from jamey.api.access import TLS
 from jamey.api.problems import PROBLEM_JSON
 from jamey.api.problems import problem_body
 from jamey.daemon.listener import ListenerError
-from jamey.errors import SecretError
+from jamey.errors import ConfigError
 
 log = logging.getLogger('jamey.daemon')
 
@@ -36,12 +36,11 @@ def tls_context(
     """A server context from the configured files: TLS 1.3, nothing older.
 
     Raises:
-        ListenerError: a file is missing, unreadable, or not what it should be.
+        ConfigError: a file is not set, missing, unreadable, or not what it
+            should be (the daemon exits 78 at start; a reload keeps the old).
     """
     if not settings.cert_file or not settings.key_file:
-        raise ListenerError(
-            'tls.listen is set but tls.cert_file or tls.key_file is not'
-        )
+        raise ConfigError('tls.listen needs tls.cert_file and tls.key_file')
     # The key must be private, like every secret (read_secret says how to fix it).
     config.read_secret(settings.key_file, environ)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -54,7 +53,9 @@ def tls_context(
             context.load_verify_locations(cafile=settings.client_ca)
             context.verify_mode = ssl.CERT_REQUIRED
     except (OSError, ssl.SSLError) as exc:
-        raise ListenerError(f'cannot load the TLS certificate or key: {exc}') from None
+        raise ConfigError(
+            f'tls.cert_file, tls.key_file or tls.client_ca cannot be loaded: {exc}'
+        ) from None
     return context
 
 
@@ -155,7 +156,7 @@ class TlsListener:
         """Swap in certificates re-read from disk; keep the old ones on error."""
         try:
             self._adapter.context = tls_context(settings, environ)
-        except (ListenerError, SecretError) as exc:
+        except ConfigError as exc:
             log.error('tls.reload_failed', extra={'error': str(exc)})
         else:
             log.info('tls.reloaded')
