@@ -70,12 +70,17 @@ def percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> tuple[float, float]:
+    """Resident MB in all, and of it the anonymous part (not mapped files:
+    the index's segments are mmapped and count in RSS while the kernel keeps
+    them cached)."""
+    found = {}
     with open(f'/proc/{pid}/status') as f:
         for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1]) / 1024
-    return 0.0
+            key, _, value = line.partition(':')
+            if key in ('VmRSS', 'RssAnon'):
+                found[key] = int(value.split()[0]) / 1024
+    return found['VmRSS'], found['RssAnon']
 
 
 def certificate(directory: Path) -> tuple[Path, Path]:
@@ -167,7 +172,7 @@ def load(
     statuses: dict[int, int] = defaultdict(int)
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
-    rss: list[float] = []
+    rss: list[tuple[float, float]] = []
 
     def client(seed: int) -> None:
         rng = random.Random(seed)
@@ -203,9 +208,11 @@ def load(
     for route, samples in sorted(latencies.items()):
         p50, p99 = percentile(samples, 0.5) * 1e3, percentile(samples, 0.99) * 1e3
         print(f'  {route:16} {len(samples):8,}  p50 {p50:7.2f} ms  p99 {p99:7.2f} ms')
-    growth = (rss[1] / rss[0] - 1) * 100
-    print(f'  RSS after the first 10 s {rss[0]:.1f} MB, at the end {rss[1]:.1f} MB'
-          f' ({growth:+.1f} %)')  # fmt: skip
+    (total_10s, anon_10s), (total_end, anon_end) = rss
+    print(f'  RSS after the first 10 s {total_10s:.1f} MB, at the end'
+          f' {total_end:.1f} MB ({(total_end / total_10s - 1) * 100:+.1f} %);'
+          f' anonymous {anon_10s:.1f} -> {anon_end:.1f} MB'
+          f' ({(anon_end / anon_10s - 1) * 100:+.1f} %)')  # fmt: skip
 
 
 def serial(connect: Connect, target: str, headers: dict[str, str], n: int) -> float:
