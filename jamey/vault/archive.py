@@ -43,7 +43,9 @@ def snapshot(source: Path, dest: Path, check: Callable[[], None]) -> int:
 
     ``check`` runs between steps and may raise to abandon the copy.
     """
-    src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READONLY)
+    # Read-write, though it only reads: the last connection to close then
+    # removes the WAL files a read-only one would leave behind.
+    src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READWRITE)
     try:
         src.setbusytimeout(5000)
         out = apsw.Connection(str(dest))
@@ -229,7 +231,7 @@ def check_database(path: Path) -> int:
         SnapshotCorruptError: SQLite cannot open it or finds it damaged.
     """
     try:
-        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READWRITE)
         try:
             result = [row[0] for row in conn.execute('PRAGMA integrity_check')]
             version = int(conn.execute('PRAGMA user_version').get)
