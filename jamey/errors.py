@@ -76,8 +76,8 @@ class VaultError(JameyError):
     code = 'vault_error'
 
 
-class VaultConfigError(VaultError):
-    """No key is configured, or the key given cannot be used for this."""
+class VaultConfigError(VaultError, ConfigError):
+    """No key is configured, or a key file does not hold a key."""
 
     code = 'vault_not_configured'
 

@@ -33,6 +33,7 @@ from jamey.vault import Vault
 from jamey.vault import keyring
 from jamey.vault import keys
 from jamey.vault.format import SEALED
+from jamey.vault.format import read_header
 from jamey.vault.keys import FileKey
 from jamey.vault.keys import Passphrase
 from jamey.vault.keys import Recipient
@@ -104,7 +105,9 @@ def test_round_trip_and_listing_from_headers(
 
 
 @pytest.mark.parametrize('cipher', ['aes-256-gcm', 'chacha20-poly1305'])
-def test_both_ciphers(tmp_path: Path, database: Path, key: FileKey, cipher: str) -> None:
+def test_both_ciphers(
+    tmp_path: Path, database: Path, key: FileKey, cipher: str
+) -> None:
     vault = make_vault(tmp_path, key, cipher=cipher)
     backup = vault.create(database)
     assert backup.header.cipher == cipher
@@ -120,9 +123,8 @@ def test_flipped_bit_in_the_header(
     assert backup.id in make_vault(tmp_path, key).backups()[1][0]
     with pytest.raises(BackupNotFoundError):
         vault.verify(backup.id)
-    from jamey.vault.store import scan
-
-    assert 'header is damaged' in scan(vault.directory)[1][0]
+    with backup.path.open('rb') as f, pytest.raises(HeaderDamagedError, match='sum'):
+        read_header(f, keys.mode_fields)
 
 
 def test_header_rewritten_with_its_checksum_fails_its_mac(
@@ -177,7 +179,9 @@ def test_truncated_inside_the_header(
 
 
 @pytest.mark.parametrize('extra', ['chunk', 'bytes'])
-def test_appended_data(tmp_path: Path, database: Path, key: FileKey, extra: str) -> None:
+def test_appended_data(
+    tmp_path: Path, database: Path, key: FileKey, extra: str
+) -> None:
     vault = make_vault(tmp_path, key)
     backup = vault.create(database)
     data = backup.path.read_bytes()
@@ -196,7 +200,7 @@ def test_two_chunks_swapped(tmp_path: Path, database: Path, key: FileKey) -> Non
     b = a + SEALED
     data[a:b], data[b : b + SEALED] = data[b : b + SEALED], data[a:b]
     backup.path.write_bytes(bytes(data))
-    with pytest.raises(ChunksReorderedError, match='chunk 3 of .* is chunk 4'):
+    with pytest.raises(ChunksReorderedError, match=r'chunk 3 of \d+ is chunk 4'):
         vault.verify(backup.id)
 
 
@@ -211,7 +215,7 @@ def test_chunk_from_another_backup(
     at = header_size(first) + 2 * SEALED
     data[at : at + SEALED] = other[at : at + SEALED]
     first.path.write_bytes(bytes(data))
-    with pytest.raises(ChunkTamperedError, match='chunk 3 .*another backup'):
+    with pytest.raises(ChunkTamperedError, match=r'chunk 3 .*another backup'):
         vault.verify(first.id)
     assert vault.verify(second.id)['ok']
 
@@ -277,6 +281,9 @@ def test_not_a_backup(tmp_path: Path, key: FileKey) -> None:
     backups, unreadable = vault.backups()
     assert backups == []
     assert all('not a Jamey backup' in u for u in unreadable)
+    notes = vault.directory / 'notes.jvault'
+    with notes.open('rb') as f, pytest.raises(NotABackupError):
+        read_header(f, keys.mode_fields)
     for hostile in ('../etc/passwd', '', 'x' * 5000, '0' * 32 + '/..'):
         with pytest.raises(BackupNotFoundError):
             vault.verify(hostile)
@@ -329,7 +336,7 @@ def test_key_sources_from_settings(tmp_path: Path) -> None:
 def test_one_key_source_at_most(tmp_path: Path) -> None:
     toml = tmp_path / 'jamey.toml'
     toml.write_text('[vault]\nkey_file = "a"\nrecipient_file = "b"\n')
-    with pytest.raises(ConfigError, match='vault.key_file and vault.recipient_file'):
+    with pytest.raises(ConfigError, match=r'vault\.key_file and vault\.recipient_file'):
         config.load(toml, {})
 
 
@@ -433,8 +440,13 @@ def backup_at(when: datetime) -> Backup:
     from jamey.vault.format import Header
 
     header = Header(
-        'aes-256-gcm', 1, os.urandom(16), int(when.timestamp() * 1000), b'k' * 8,
-        b'p' * 7, b'',
+        'aes-256-gcm',
+        1,
+        os.urandom(16),
+        int(when.timestamp() * 1000),
+        b'k' * 8,
+        b'p' * 7,
+        b'',
     )
     return Backup(header, Path('x'), 0)
 

@@ -1,6 +1,7 @@
 """The app factory: routes, middleware and error handling in one place."""
 
 import mimetypes
+from pathlib import Path
 from typing import Any
 
 import falcon
@@ -24,10 +25,13 @@ from jamey.api.soul import Decay
 from jamey.api.soul import Entities
 from jamey.api.soul import EntityEmotions
 from jamey.api.soul import EntityItem
+from jamey.api.vault import Backups
+from jamey.api.vault import BackupVerify
 from jamey.conscience import Conscience
 from jamey.health import HealthChecks
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
+from jamey.vault import Vault
 
 
 def routes(
@@ -36,9 +40,11 @@ def routes(
     memories: MemoryStore,
     soul: Soul,
     consistent_timeout_s: float = 5.0,
+    vault: Vault | None = None,
+    database: Path | None = None,
 ) -> dict[str, Any]:
     """The route table: each path served (but the document) and its resource."""
-    return {
+    table = {
         '/': Root(),
         '/health': Liveness(),
         '/health/detailed': Detailed(health),
@@ -54,6 +60,10 @@ def routes(
         '/soul/entities/{name}/emotions': EntityEmotions(soul),
         '/soul/decay': Decay(soul),
     }
+    if vault is not None and database is not None:
+        table['/vault/backups'] = Backups(vault, database)
+        table['/vault/backups/{id}/verify'] = BackupVerify(vault)
+    return table
 
 
 def create_app(
@@ -63,6 +73,8 @@ def create_app(
     soul: Soul,
     max_body_bytes: int,
     consistent_timeout_s: float = 5.0,
+    vault: Vault | None = None,
+    database: Path | None = None,
 ) -> falcon.App[falcon.Request, falcon.Response]:
     """Build the WSGI app from the capabilities it adapts; no globals."""
     # NOTE: Falcon reads the system's MIME tables (mimetypes.init) for static
@@ -72,7 +84,9 @@ def create_app(
     middleware: list[Any] = [RequestContext(), BodyLimit(max_body_bytes)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    table = routes(health, conscience, memories, soul, consistent_timeout_s)
+    table = routes(
+        health, conscience, memories, soul, consistent_timeout_s, vault, database
+    )
     classes = {path: type(resource) for path, resource in table.items()}
     table['/openapi.json'] = OpenApi(
         build_document({**classes, '/openapi.json': OpenApi})
