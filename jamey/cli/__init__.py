@@ -19,6 +19,7 @@ from jamey import config
 from jamey.cli import conscience
 from jamey.cli import memory
 from jamey.cli import soul
+from jamey.cli import vault
 from jamey.cli.client import Client
 from jamey.cli.client import DaemonUnreachableError
 from jamey.cli.output import EX_CONFIG
@@ -159,6 +160,7 @@ def _parser() -> argparse.ArgumentParser:
     conscience.register(commands)
     memory.register(commands)
     soul.register(commands)
+    vault.register(commands)
     return parser
 
 
