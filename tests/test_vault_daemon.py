@@ -270,6 +270,7 @@ def test_writes_continue_during_a_backup(make_jameyd: Any, sdir: Path) -> None:
                 conn.execute('INSERT INTO counter VALUES (?)', (n,))
                 conn.execute('UPDATE total SET n = ?', (n,))
             counted.append(n)
+            time.sleep(0.001)  # a hot loop would starve the daemon's writer
 
     def store() -> None:
         while not done.is_set():
