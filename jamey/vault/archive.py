@@ -3,8 +3,10 @@
 The snapshot is SQLite's online backup, taken in steps from inside one read
 transaction: in WAL mode readers never block writers, and holding the one
 snapshot keeps the copy consistent (and from restarting each time someone
-writes). The tar is streamed, never held: members are copied a buffer at a
-time into the encrypting writer. ``manifest.json`` comes last because the
+writes). The tar is streamed, never held: tarfile encodes and decodes the
+headers, and the bodies are copied a buffer at a time into the encrypting
+writer and out of the decrypting reader (tarfile's own stream would copy
+every buffer twice more). ``manifest.json`` comes last because the
 hashes are known only once the members went by; the reader checks them at
 the end, before anything it wrote is used.
 """
@@ -16,6 +18,7 @@ import os
 import tarfile
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from typing import BinaryIO
@@ -36,6 +39,7 @@ COPY_BYTES = 1 << 20
 MAX_CONFIG_BYTES = 1 << 20
 _MAX_MANIFEST_BYTES = 1 << 16
 _KINDS = {DATABASE: 'database', CONFIG: 'config'}
+_END = bytes(tarfile.BLOCKSIZE)
 
 
 def snapshot(source: Path, dest: Path, check: Callable[[], None]) -> int:
@@ -66,35 +70,31 @@ def snapshot(source: Path, dest: Path, check: Callable[[], None]) -> int:
     return version
 
 
-class _Hashing:
-    """A reader that hashes what passes and lets ``check`` interrupt."""
-
-    def __init__(self, f: BinaryIO, check: Callable[[], None]) -> None:
-        self._f = f
-        self._check = check
-        self.hash = hashlib.sha256()
-
-    def read(self, size: int = -1) -> bytes:
-        self._check()
-        data = self._f.read(size)
-        self.hash.update(data)
-        return data
-
-
 def _add(
-    tar: tarfile.TarFile, name: str, f: BinaryIO, size: int, check: Callable[[], None]
+    out: Any, name: str, f: BinaryIO, size: int, check: Callable[[], None]
 ) -> dict[str, Any]:
+    """One member: its header, then its bytes, hashed on the way."""
     info = tarfile.TarInfo(name)
     info.size = size
     info.mode = 0o600
     info.mtime = int(time.time())
-    reader = _Hashing(f, check)
-    tar.addfile(info, reader)
+    out.write(info.tobuf(tarfile.GNU_FORMAT))
+    digest = hashlib.sha256()
+    remaining = size
+    while remaining:
+        check()
+        block = f.read(min(COPY_BYTES, remaining))
+        if not block:
+            raise PayloadError(f'{name} shrank while it was copied')
+        digest.update(block)
+        out.write(block)
+        remaining -= len(block)
+    out.write(bytes(-size % tarfile.BLOCKSIZE))
     return {
         'name': name,
         'kind': _KINDS.get(name, 'manifest'),
         'size': size,
-        'sha256': reader.hash.hexdigest(),
+        'sha256': digest.hexdigest(),
     }
 
 
@@ -106,24 +106,21 @@ def write_payload(
     check: Callable[[], None],
 ) -> dict[str, Any]:
     """Stream the tar into ``out`` (anything with ``write``); the manifest."""
-    with tarfile.open(
-        fileobj=out, mode='w|', format=tarfile.PAX_FORMAT, bufsize=COPY_BYTES
-    ) as tar:
-        tar.copybufsize = COPY_BYTES  # type: ignore[attr-defined]
-        components = []
-        with snapshot_path.open('rb') as f:
-            size = os.fstat(f.fileno()).st_size
-            components.append(_add(tar, DATABASE, f, size, check))
-        if config is not None:
-            components.append(_add(tar, CONFIG, io.BytesIO(config), len(config), check))
-        document = {
-            **manifest,
-            'manifest_version': MANIFEST_VERSION,
-            'source_version': __version__,
-            'components': components,
-        }
-        body = json.dumps(document, indent=2).encode()
-        _add(tar, MANIFEST, io.BytesIO(body), len(body), check)
+    components = []
+    with snapshot_path.open('rb', buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        components.append(_add(out, DATABASE, f, size, check))
+    if config is not None:
+        components.append(_add(out, CONFIG, io.BytesIO(config), len(config), check))
+    document = {
+        **manifest,
+        'manifest_version': MANIFEST_VERSION,
+        'source_version': __version__,
+        'components': components,
+    }
+    body = json.dumps(document, indent=2).encode()
+    _add(out, MANIFEST, io.BytesIO(body), len(body), check)
+    out.write(bytes(2 * tarfile.BLOCKSIZE))  # the end of the archive
     return document
 
 
@@ -135,15 +132,43 @@ class Payload:
         self.config = config
 
 
-def _copy(src: BinaryIO, dest: BinaryIO | None) -> tuple[int, str]:
+def _exactly(source: Any, size: int) -> bytes:
+    parts, missing = [], size
+    while missing:
+        piece = source.read(missing)
+        if not piece:
+            raise PayloadError('the payload ends in the middle of its tar')
+        parts.append(piece)
+        missing -= len(piece)
+    return b''.join(parts)
+
+
+def _members(source: Any) -> Iterator[tarfile.TarInfo]:
+    """Tar headers up to the end marker; the caller reads each body."""
+    while (block := _exactly(source, tarfile.BLOCKSIZE)) != _END:
+        try:
+            yield tarfile.TarInfo.frombuf(block, 'utf-8', 'strict')
+        except (tarfile.HeaderError, UnicodeDecodeError) as exc:
+            raise PayloadError(f'the payload has a bad tar header: {exc}') from None
+
+
+def _copy(source: Any, size: int, dest: BinaryIO | None) -> tuple[bytes, str]:
+    """Read a member's body (and its padding); kept only if ``dest`` is None."""
     digest = hashlib.sha256()
-    size = 0
-    while block := src.read(COPY_BYTES):
+    kept = []
+    remaining = size
+    while remaining:
+        block = source.read(min(COPY_BYTES, remaining))
+        if not block:
+            raise PayloadError('the payload ends in the middle of its tar')
         digest.update(block)
-        size += len(block)
-        if dest is not None:
+        if dest is None:
+            kept.append(block)
+        else:
             dest.write(block)
-    return size, digest.hexdigest()
+        remaining -= len(block)
+    _exactly(source, -size % tarfile.BLOCKSIZE)
+    return b''.join(kept), digest.hexdigest()
 
 
 def read_payload(source: Any, database_out: BinaryIO) -> Payload:
@@ -155,39 +180,26 @@ def read_payload(source: Any, database_out: BinaryIO) -> Payload:
             manifest that is missing or malformed.
     """
     seen: dict[str, tuple[int, str]] = {}
-    config: bytes | None = None
-    manifest: dict[str, Any] | None = None
-    try:
-        with tarfile.open(fileobj=source, mode='r|') as tar:
-            for member in tar:
-                if member.name in seen or member.name not in (*_KINDS, MANIFEST):
-                    raise PayloadError(
-                        f'unexpected member {member.name!r} in the payload'
-                    )
-                if not member.isreg():
-                    raise PayloadError(f'member {member.name!r} is not a file')
-                f = tar.extractfile(member)
-                assert f is not None
-                if member.name == DATABASE:
-                    seen[DATABASE] = _copy(f, database_out)  # type: ignore[arg-type]
-                    continue
-                limit = (
-                    MAX_CONFIG_BYTES if member.name == CONFIG else _MAX_MANIFEST_BYTES
-                )
-                if member.size > limit:
-                    raise PayloadError(f'member {member.name!r} is too large')
-                data = f.read()
-                seen[member.name] = (len(data), hashlib.sha256(data).hexdigest())
-                if member.name == CONFIG:
-                    config = data
-                else:
-                    manifest = _parse_manifest(data)
-    except tarfile.TarError as exc:
-        raise PayloadError(f'the payload is not a readable tar: {exc}') from None
-    if manifest is None:
+    kept: dict[str, bytes] = {}
+    for member in _members(source):
+        name = member.name
+        if name in seen or name not in (*_KINDS, MANIFEST):
+            raise PayloadError(f'unexpected member {name!r} in the payload')
+        if not member.isreg():
+            raise PayloadError(f'member {name!r} is not a file')
+        limit = _MAX_MANIFEST_BYTES if name == MANIFEST else MAX_CONFIG_BYTES
+        if name != DATABASE and member.size > limit:
+            raise PayloadError(f'member {name!r} is too large')
+        data, digest = _copy(
+            source, member.size, database_out if name == DATABASE else None
+        )
+        seen[name] = (member.size, digest)
+        kept[name] = data
+    if MANIFEST not in kept:
         raise PayloadError('the payload has no manifest')
+    manifest = _parse_manifest(kept[MANIFEST])
     _match(manifest, seen)
-    return Payload(manifest, config)
+    return Payload(manifest, kept.get(CONFIG))
 
 
 def _parse_manifest(data: bytes) -> dict[str, Any]:

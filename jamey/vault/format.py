@@ -164,48 +164,46 @@ def _nonce(prefix: bytes, counter: int, last: bool) -> bytes:
 class ChunkWriter:
     """A file-like sink that seals what it is given, one chunk at a time.
 
-    Only one chunk is ever held, whatever the size of the payload; ``digest``
-    is the SHA-256 of the plaintext (padding included), for the read-back.
+    Only one chunk is ever held, whatever the size of the payload.
     """
 
-    def __init__(
-        self, out: BinaryIO, header: Header, key: bytes, counter: int = 0
-    ) -> None:
+    def __init__(self, out: BinaryIO, header: Header, key: bytes) -> None:
         self._out = out
         self._aead = aead(header.cipher, key)
         self._prefix = header.nonce_prefix
         self._aad = header.raw
         self._buffer = bytearray()
-        self._counter = counter
-        self._hash = hashlib.sha256()
-        self.chunks = 0
+        self._counter = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        self._buffer += data
+        view = memoryview(data).cast('B')
+        size = len(view)
         # One chunk stays behind: only close() knows which one is the last.
-        while len(self._buffer) > CHUNK:
-            self._seal(memoryview(self._buffer)[:CHUNK], last=False)
-            del self._buffer[:CHUNK]
-        return len(data)
+        while view:
+            if len(self._buffer) == CHUNK:
+                self._seal(self._buffer, last=False)
+                self._buffer = bytearray()
+            if not self._buffer and len(view) > CHUNK:
+                self._seal(view[:CHUNK], last=False)
+                view = view[CHUNK:]
+                continue
+            take = CHUNK - len(self._buffer)
+            self._buffer += view[:take]
+            view = view[take:]
+        return size
 
-    def _seal(self, plain: memoryview | bytes, last: bool) -> None:
+    def _seal(self, plain: memoryview | bytearray, last: bool) -> None:
         if self._counter >= 1 << 32:
             raise OverflowError('a backup holds at most 2**32 chunks (256 TiB)')
-        self._hash.update(plain)
         nonce = _nonce(self._prefix, self._counter, last)
-        self._out.write(self._aead.encrypt(nonce, bytes(plain), self._aad))
+        self._out.write(self._aead.encrypt(nonce, plain, self._aad))
         self._counter += 1
-        self.chunks += 1
 
     def close(self) -> None:
         """Pad and seal the last chunk (every file is whole chunks)."""
         self._buffer += bytes(CHUNK - len(self._buffer))
-        self._seal(bytes(self._buffer), last=True)
+        self._seal(self._buffer, last=True)
         self._buffer = bytearray()
-
-    @property
-    def digest(self) -> bytes:
-        return self._hash.digest()
 
 
 class ChunkReader:
@@ -229,7 +227,6 @@ class ChunkReader:
         self._plain = b''
         self._offset = 0
         self._done = False
-        self._hash = hashlib.sha256()
 
     def _open(self, sealed: bytes, counter: int, last: bool) -> bytes | None:
         try:
@@ -258,7 +255,6 @@ class ChunkReader:
                 ' before the chunk marked last: truncated'
             )
         assert plain is not None
-        self._hash.update(plain)
         return plain
 
     def _diagnose(self, sealed: bytes, index: int, last: bool) -> None:
@@ -295,6 +291,8 @@ class ChunkReader:
             self._plain, self._offset = self._next(), 0
         start = self._offset
         self._offset = min(len(self._plain), start + size)
+        if start == 0 and self._offset == len(self._plain):
+            return self._plain  # the whole chunk: no copy
         return self._plain[start : self._offset]
 
     def _read_all(self) -> bytes:
@@ -308,7 +306,3 @@ class ChunkReader:
         while not self._done:
             self._next()
         self._offset = len(self._plain)
-
-    @property
-    def digest(self) -> bytes:
-        return self._hash.digest()
