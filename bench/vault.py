@@ -1,7 +1,8 @@
 """``scripts/bench vault``: backup and verify, against what an operator would script.
 
 For each database size (100 MB and 1 GB of incompressible rows in a migrated
-Jamey database), in one run, with the page cache warm for everyone:
+Jamey database), in one run, with the page cache warm and no dirty pages
+left over for everyone:
 - backup: ``POST /vault/backups`` on a running jameyd (snapshot, tar,
   encrypt, fsync, read back) against (a) ``sqlite3 DB ".backup FILE"`` alone,
   the floor, and (b) ``.backup`` then ``age`` encrypting the copy to an X25519
@@ -16,6 +17,7 @@ Jamey database), in one run, with the page cache warm for everyone:
 import argparse
 import http.client
 import json
+import os
 import socket
 import subprocess
 import time
@@ -76,6 +78,7 @@ def make_database(path: Path, size: int) -> None:
 
 
 def timed(cmd: list[str]) -> float:
+    os.sync()  # nobody pays for the previous contender's dirty pages
     started = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
@@ -133,10 +136,12 @@ def ours(root: Path, database: Path) -> dict[str, float]:
         baseline = rss_mb(proc.pid)
         Path(f'/proc/{proc.pid}/clear_refs').write_text('5')
         warm(database)
+        os.sync()
         started = time.perf_counter()
         made = post(sock, '/vault/backups')
         backup = time.perf_counter() - started
         peak = peak_rss_mb(proc.pid)
+        os.sync()
         started = time.perf_counter()
         report = post(sock, f'/vault/backups/{made["id"]}/verify')
         verify = time.perf_counter() - started

@@ -88,6 +88,12 @@ class VaultBusyError(VaultError):
     code = 'vault_busy'
 
 
+class BackupCancelledError(VaultError):
+    """jameyd is stopping: a backup in progress gave up and cleaned up."""
+
+    code = 'cancelled'
+
+
 class VaultSpaceError(VaultError):
     """The disk filled up while writing; nothing was left behind."""
 

@@ -550,3 +550,24 @@ def test_writes_continue_during_a_backup(tmp_path: Path, key: FileKey) -> None:
     total = check.execute('SELECT n FROM total').get
     assert count == top == total
     assert 0 < total <= len(written)
+
+
+def test_leftovers_are_cleared_but_not_a_running_verification(
+    tmp_path: Path, database: Path, key: FileKey
+) -> None:
+    vault = make_vault(tmp_path, key)
+    vault.directory.mkdir()
+    backup_id = '0123abcd-0000-4000-8000-000000000000'
+    crashed = [
+        vault.directory / f'.{backup_id}.jvault.tmp',
+        vault.directory / f'.{backup_id}.db.tmp',
+        vault.directory / f'.verify-{backup_id}-4194305.tmp',  # past pid_max
+        vault.directory / f'.verify-{backup_id}-4194305.tmp-wal',
+    ]
+    running = vault.directory / f'.verify-{backup_id}-{os.getpid()}.tmp'
+    for path in (*crashed, running):
+        path.write_bytes(b'partial')
+    made = vault.create(database)
+    assert sorted(p.name for p in vault.directory.iterdir()) == sorted(
+        ['.vault.lock', f'{made.id}.jvault', running.name]
+    )

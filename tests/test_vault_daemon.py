@@ -324,6 +324,26 @@ def test_sigkill_during_a_backup(make_jameyd: Any, sdir: Path) -> None:
     ]
 
 
+def test_sigterm_during_a_scheduled_backup(make_jameyd: Any, sdir: Path) -> None:
+    """The schedule's first backup starts at once; SIGTERM abandons it
+    cleanly: exit 0, nothing listed, nothing left behind."""
+    daemon = make_jameyd(env=vault_env(sdir)).start()
+    fill(daemon, 40)
+    daemon.stop()
+    daemon = make_jameyd(env=vault_env(sdir, interval_hours='1')).start()
+    directory = daemon.state_dir / 'vault'
+    wait_until(lambda: directory.exists() and any(directory.glob('.*.tmp')), 30)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    backups = local_vault(daemon).backups()[0]
+    leftovers = [p.name for p in directory.iterdir() if p.name.endswith('.tmp')]
+    assert leftovers == []
+    if backups:  # it may have finished just before the signal
+        assert 'vault.created' in daemon.log_text()
+    else:
+        assert 'vault.backup_abandoned' in daemon.log_text()
+
+
 def _post_quietly(daemon: Jameyd) -> None:
     """POST a backup; the daemon dies under it, so no answer is expected."""
     with contextlib.suppress(OSError, ValueError):

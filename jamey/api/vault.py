@@ -12,6 +12,7 @@ from jamey.api.body import read_json
 from jamey.api.openapi import json_response
 from jamey.api.openapi import ref
 from jamey.api.problems import Problem
+from jamey.errors import BackupCancelledError
 from jamey.errors import BackupNotFoundError
 from jamey.errors import VaultBusyError
 from jamey.errors import VaultConfigError
@@ -22,6 +23,7 @@ from jamey.vault import Vault
 # What each failure of the vault answers; the rest is a finding about a
 # backup (verify reports it) or a fault of the daemon (500).
 _STATUS = {
+    BackupCancelledError: 503,
     BackupNotFoundError: 404,
     VaultBusyError: 409,
     VaultConfigError: 409,

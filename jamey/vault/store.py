@@ -11,6 +11,7 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -27,6 +28,7 @@ from typing import NamedTuple
 import apsw
 
 from jamey.clock import iso_utc
+from jamey.errors import BackupCancelledError
 from jamey.errors import BackupNotFoundError
 from jamey.errors import PrivateKeyRequiredError
 from jamey.errors import VaultBusyError
@@ -51,15 +53,13 @@ from jamey.vault.keys import mode_fields
 
 SUFFIX = '.jvault'
 _TEMP = '.tmp'
+# verify's scratch copy of a snapshot: .verify-<backup id>-<pid>.tmp
+_SCRATCH = re.compile(r'\.verify-[0-9a-f-]+-([0-9]+)\.tmp.*')
 _LOCK_NAME = '.vault.lock'
 _COPY_BYTES = 1 << 20
 # After a failed scheduled backup, the next try waits at most this long.
 RETRY_S = 600.0
 log = logging.getLogger('jamey.vault')
-
-
-class CancelledError(Exception):
-    """The daemon is stopping: a backup in progress gives up cleanly."""
 
 
 class Policy(NamedTuple):
@@ -295,7 +295,7 @@ class Vault:
 
     def _check(self) -> None:
         if self._stopping:
-            raise CancelledError
+            raise BackupCancelledError('jameyd is stopping: the backup was abandoned')
 
     def create(self, database: Path) -> Backup:
         """Snapshot the live database at ``database`` into a new backup.
@@ -562,7 +562,8 @@ class Vault:
                 self.create(database)
                 self.prune()
                 self._failed_at = None
-            except CancelledError:
+            except BackupCancelledError:
+                log.info('vault.backup_abandoned', extra={'reason': 'stopping'})
                 return
             except (VaultError, OSError, apsw.Error) as exc:
                 self._failed_at = self._clock()
@@ -584,9 +585,22 @@ def _remove(path: Path) -> None:
 
 
 def _clear_temps(directory: Path) -> None:
-    """What a crashed or cancelled run left; only ever hidden temp names."""
-    for path in directory.glob(f'.*{_TEMP}'):
-        _remove(path)
+    """What a crashed or cancelled run left (hidden temporary names only,
+    with their WAL files); a verification still running keeps its scratch."""
+    for path in directory.glob(f'.*{_TEMP}*'):
+        scratch = _SCRATCH.fullmatch(path.name)
+        if scratch is None or not _alive(int(scratch[1])):
+            _remove(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _prune_dir(directory: Path, policy: Policy) -> list[str]:
