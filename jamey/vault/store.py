@@ -195,8 +195,7 @@ class Vault:
         self.mirrors = mirrors
         self.config_file = config_file
         self._clock = clock
-        self._wake = threading.Condition()
-        self._stopping = False
+        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failed_at: float | None = None
 
@@ -294,7 +293,7 @@ class Vault:
             os.close(fd)
 
     def _check(self) -> None:
-        if self._stopping:
+        if self._stop.is_set():
             raise BackupCancelledError('jameyd is stopping: the backup was abandoned')
 
     def create(self, database: Path) -> Backup:
@@ -552,12 +551,7 @@ class Vault:
         return max(0.0, due - self._clock())
 
     def _run(self, database: Path, interval_s: float) -> None:
-        while True:
-            with self._wake:
-                if self._wake.wait_for(
-                    lambda: self._stopping, self._next_in(interval_s)
-                ):
-                    return
+        while not self._stop.wait(self._next_in(interval_s)):
             try:
                 self.create(database)
                 self.prune()
@@ -571,9 +565,7 @@ class Vault:
 
     def stop(self) -> None:
         """Stop the schedule; a backup in progress gives up and cleans up."""
-        with self._wake:
-            self._stopping = True
-            self._wake.notify_all()
+        self._stop.set()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
