@@ -117,6 +117,8 @@ class Daemon:
             log.info(
                 'storage.migrated', extra={'from_version': before, 'to_version': after}
             )
+        # The vault's key is read now: a bad key file stops the start (78).
+        self._vault = open_vault(self.settings, self.environ, self.config_file)
         self.conscience = Conscience(self._db, self.settings.conscience.deny_weight)
         memory = self.settings.memory
         soul = Soul(self._db, _soul_settings(self.settings))
@@ -133,7 +135,6 @@ class Daemon:
         self._memories.start()
         self._soul = soul
         soul.start()
-        self._vault = open_vault(self.settings, self.environ, self.config_file)
         backup_interval_s = self._schedule_backups(self._vault, self._db.path)
         self.health = HealthChecks(
             self._db,

@@ -307,22 +307,9 @@ class Vault:
         keyring = self._require_key()
         with self._locked():
             _clear_temps(self.directory)
-            created_ms = int(self._clock() * 1000)
-            sealing = keyring.seal()
-            backup_id = uuid.uuid4().bytes
-            header = seal_header(
-                Header(
-                    self.cipher,
-                    keyring.mode,
-                    backup_id,
-                    created_ms,
-                    sealing.key_id,
-                    os.urandom(PREFIX_BYTES),
-                    sealing.fields,
-                ),
-                derive(sealing.master, backup_id, 'header'),
+            header, key = self._new_header(
+                keyring, uuid.uuid4().bytes, int(self._clock() * 1000)
             )
-            key = derive(sealing.master, backup_id, 'payload')
             backup = self._write(database, header, key)
         log.info('vault.created', extra={'backup': backup.id, 'bytes': backup.size})
         self._mirror(backup)
@@ -335,22 +322,15 @@ class Vault:
         config = self._config_bytes()
         try:
             version = archive.snapshot(database, snap, self._check)
-            with _private_file(temp) as out:
-                out.write(header.raw)
-                writer = ChunkWriter(out, header, key)
-                archive.write_payload(
-                    writer,
-                    snap,
-                    config,
-                    {'backup_id': header.id, 'schema_version': version},
-                    self._check,
-                )
-                writer.close()
-                _durable(out)
+            manifest = {'backup_id': header.id, 'schema_version': version}
+            _seal_file(
+                temp,
+                header,
+                key,
+                lambda w: archive.write_payload(w, snap, config, manifest, self._check),
+            )
             _remove(snap)
-            self._read_back(temp, header, key)
-            temp.rename(final)
-            fsync_dir(self.directory)
+            _install(temp, final, header, key)
         except (OSError, apsw.FullError) as exc:
             if isinstance(exc, apsw.FullError) or exc.errno in (
                 errno.ENOSPC,
@@ -379,20 +359,28 @@ class Vault:
             raise VaultError('the config file is larger than 1 MiB')
         return data
 
-    @staticmethod
-    def _read_back(path: Path, header: Header, key: bytes) -> None:
-        """What the file system returns must open: every chunk authenticates
-        where it lies, up to the one marked last. (The tags prove the bytes
-        are the ones sealed; no second hash is needed.)"""
-        with path.open('rb') as f:
-            if read_header(f, mode_fields).raw != header.raw:
-                raise VaultError('the backup read back has another header')
-            ChunkReader(f, header, key, os.fstat(f.fileno()).st_size).drain()
+    def _new_header(
+        self, keyring: Keyring, backup_id: bytes, created_ms: int
+    ) -> tuple[Header, bytes]:
+        """A sealed header for ``backup_id`` under ``keyring``; the payload key."""
+        sealing = keyring.seal()
+        header = Header(
+            self.cipher,
+            keyring.mode,
+            backup_id,
+            created_ms,
+            sealing.key_id,
+            os.urandom(PREFIX_BYTES),
+            sealing.fields,
+        )
+        mac_key = derive(sealing.master, backup_id, 'header')
+        return seal_header(header, mac_key), derive(
+            sealing.master, backup_id, 'payload'
+        )
 
-    def _mirror(self, backup: Backup) -> list[dict[str, str]]:
+    def _mirror(self, backup: Backup) -> None:
         """Copy a finished backup to each mirror; a mirror that fails (an
-        unplugged disk) is logged and reported, never fails the backup."""
-        failures = []
+        unplugged disk) is logged, never fails the backup."""
         for mirror in self.mirrors:
             try:
                 _copy_atomically(backup.path, mirror)
@@ -402,8 +390,6 @@ class Vault:
                     'vault.mirror_failed',
                     extra={'mirror': str(mirror), 'error': str(exc)},
                 )
-                failures.append({'mirror': str(mirror), 'error': str(exc)})
-        return failures
 
     def prune(self) -> list[str]:
         """Apply the retention rules here and in every mirror; removed ids."""
@@ -500,32 +486,13 @@ class Vault:
             else:
                 return 'already'
             old_header, reader = self._open(f, old)
-            sealing = new.seal()
-            header = seal_header(
-                Header(
-                    self.cipher,
-                    new.mode,
-                    old_header.backup_id,
-                    old_header.created_ms,
-                    sealing.key_id,
-                    os.urandom(PREFIX_BYTES),
-                    sealing.fields,
-                ),
-                derive(sealing.master, old_header.backup_id, 'header'),
+            header, key = self._new_header(
+                new, old_header.backup_id, old_header.created_ms
             )
-            key = derive(sealing.master, header.backup_id, 'payload')
             temp = backup.path.with_name(f'.{backup.path.name}{_TEMP}')
             try:
-                with _private_file(temp) as out:
-                    out.write(header.raw)
-                    writer = ChunkWriter(out, header, key)
-                    while block := reader.read(_COPY_BYTES):
-                        writer.write(block)
-                    writer.close()
-                    _durable(out)
-                self._read_back(temp, header, key)
-                temp.rename(backup.path)
-                fsync_dir(backup.path.parent)
+                _seal_file(temp, header, key, lambda w: _pour(reader, w))
+                _install(temp, backup.path, header, key)
             finally:
                 _remove(temp)
         return 'rekeyed'
@@ -569,6 +536,38 @@ class Vault:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+
+
+def _seal_file(
+    path: Path, header: Header, key: bytes, fill: Callable[[ChunkWriter], object]
+) -> None:
+    """Write ``header``, then whatever ``fill`` writes, sealed; fsynced."""
+    with _private_file(path) as out:
+        out.write(header.raw)
+        writer = ChunkWriter(out, header, key)
+        fill(writer)
+        writer.close()
+        _durable(out)
+
+
+def _pour(reader: ChunkReader, writer: ChunkWriter) -> None:
+    while block := reader.read(_COPY_BYTES):
+        writer.write(block)
+
+
+def _install(temp: Path, final: Path, header: Header, key: bytes) -> None:
+    """Read back, then give the file its name, durably.
+
+    What the file system returns must open: every chunk authenticates where
+    it lies, up to the one marked last (the tags prove the bytes are the
+    ones sealed; no second hash is needed).
+    """
+    with temp.open('rb') as f:
+        if read_header(f, mode_fields).raw != header.raw:
+            raise VaultError('the backup read back has another header')
+        ChunkReader(f, header, key, os.fstat(f.fileno()).st_size).drain()
+    temp.rename(final)
+    fsync_dir(final.parent)
 
 
 def _remove(path: Path) -> None:
