@@ -16,23 +16,13 @@ import pytest
 from conftest import Jameyd
 from conftest import request
 from conftest import run_cli
+from test_soul_api import call
 
 from jamey.vault import Vault
 from jamey.vault import keys
 from jamey.vault.keys import FileKey
 
-JSON = {'Content-Type': 'application/json'}
 FAST = {'JAMEY_MEMORY_COMMIT_INTERVAL_MS': '50'}
-
-
-def call(daemon: Jameyd, method: str, target: str, body: Any = None) -> tuple[int, Any]:
-    raw = None if body is None else json.dumps(body).encode()
-    status, headers, document = request(
-        daemon.socket, method, target, body=raw, headers=JSON if raw else {}
-    )
-    if status >= 400:
-        assert headers['content-type'] == 'application/problem+json'
-    return status, document
 
 
 def key_file(root: Path) -> Path:
@@ -143,8 +133,11 @@ def test_bad_requests(
     code: str,
 ) -> None:
     daemon = make_jameyd(env=vault_env(sdir)).start()
-    got, problem = call(daemon, method, target, body)
+    raw = None if body is None else json.dumps(body).encode()
+    headers = {'Content-Type': 'application/json'} if raw else {}
+    got, sent, problem = request(daemon.socket, method, target, raw, headers)
     assert (got, problem['code']) == (status, code)
+    assert sent['content-type'] == 'application/problem+json'
 
 
 def test_without_a_key(jameyd: Jameyd) -> None:
