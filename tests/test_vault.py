@@ -27,6 +27,7 @@ from jamey.errors import StateLockedError
 from jamey.errors import TruncatedError
 from jamey.errors import VaultBusyError
 from jamey.errors import VaultConfigError
+from jamey.errors import VaultError
 from jamey.errors import WrongKeyError
 from jamey.vault import Policy
 from jamey.vault import Vault
@@ -398,6 +399,19 @@ def test_restore_of_a_damaged_backup_changes_nothing(
         'jamey.db',
         'jamey.lock',
     ]
+
+
+def test_restore_refuses_a_newer_schema(
+    tmp_path: Path, database: Path, key: FileKey
+) -> None:
+    conn = apsw.Connection(str(database))
+    conn.execute('PRAGMA user_version = 999')
+    conn.close()
+    vault = make_vault(tmp_path, key)
+    backup = vault.create(database)
+    with pytest.raises(VaultError, match='schema version 999, newer'):
+        vault.restore(backup.id, tmp_path / 'elsewhere')
+    assert not (tmp_path / 'elsewhere' / 'jamey.db').exists()
 
 
 def test_payload_checked_against_its_manifest(

@@ -37,6 +37,7 @@ from jamey.errors import VaultError
 from jamey.errors import VaultSpaceError
 from jamey.storage import DATABASE_NAME
 from jamey.storage import StateLock
+from jamey.storage import bundled_migrations
 from jamey.storage import private_directory
 from jamey.vault import archive
 from jamey.vault.format import PREFIX_BYTES
@@ -440,6 +441,7 @@ class Vault:
         temp = state_dir / f'.restore-{backup.id}{_TEMP}'
         try:
             report = self._decrypt(backup, temp, keyring)
+            _refuse_newer(report['schema_version'])
             _fsync_file(temp)
             database = state_dir / DATABASE_NAME
             stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(self._clock()))
@@ -621,6 +623,16 @@ def _copy_atomically(source: Path, directory: Path) -> Path:
     finally:
         _remove(temp)
     return final
+
+
+def _refuse_newer(schema_version: int) -> None:
+    """jameyd would refuse to start on it: better to change nothing."""
+    known = len(bundled_migrations())
+    if schema_version > known:
+        raise VaultError(
+            f'the backup holds schema version {schema_version}, newer than this'
+            f' jamey knows ({known}): restore it with the newer version'
+        )
 
 
 def _set_aside(path: Path, tag: str) -> Path | None:
