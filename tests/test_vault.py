@@ -1,11 +1,13 @@
 """The vault on real SQLite files: format, tampering, keys, operations."""
 
+import itertools
 import os
 import stat
 import threading
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -585,3 +587,41 @@ def test_leftovers_are_cleared_but_not_a_running_verification(
     assert sorted(p.name for p in vault.directory.iterdir()) == sorted(
         ['.vault.lock', f'{made.id}.jvault', running.name]
     )
+
+
+def test_health_reports_the_age_of_the_newest_backup(
+    tmp_path: Path, database: Path, key: FileKey
+) -> None:
+    import time
+
+    from jamey.health import DEGRADED
+    from jamey.health import OK
+    from jamey.health import HealthChecks
+    from jamey.health import Thresholds
+
+    db = storage.Database(database)
+    thresholds = Thresholds(min_free_mb=0, max_rss_mb=100_000)
+
+    def vault_check(vault: Vault, interval_s: float, uptime_s: float = 0.0) -> Any:
+        # Started at 0; every later reading of the clock is uptime_s.
+        ticks = itertools.chain([0.0], itertools.repeat(uptime_s))
+        health = HealthChecks(
+            db,
+            tmp_path,
+            thresholds,
+            clock=lambda: next(ticks),
+            vault=vault,
+            backup_interval_s=interval_s,
+        )
+        return next(c for c in health.run().checks if c.name == 'vault')
+
+    empty = make_vault(tmp_path / 'none', key)
+    assert vault_check(empty, 3600).status == OK  # the first one is due now
+    assert vault_check(empty, 3600, uptime_s=7201).status == DEGRADED
+    three_hours_ago = make_vault(tmp_path, key, clock=lambda: time.time() - 3 * 3600)
+    made = three_hours_ago.create(database)
+    check = vault_check(make_vault(tmp_path, None), 3600)
+    assert (check.status, check.detail['newest']) == (DEGRADED, made.id)
+    assert 3 * 3600 - 60 < check.detail['age_s'] < 3 * 3600 + 60
+    assert vault_check(make_vault(tmp_path, None), 2 * 3600).status == OK
+    db.close()
