@@ -16,6 +16,7 @@ import pytest
 from conftest import Jameyd
 from conftest import request
 from conftest import run_cli
+from openapi_spec_validator import validate
 from test_soul_api import call
 
 from jamey.vault import Vault
@@ -103,6 +104,12 @@ def test_the_api(make_jameyd: Any, sdir: Path) -> None:
     assert (status, report['ok'], report['code']) == (200, False, 'truncated')
     # No schedule, no vault check.
     assert 'vault' not in call(daemon, 'GET', '/health/detailed')[1]['checks']
+    document = daemon.get('/openapi.json')[2]
+    validate(document)
+    assert set(document['paths']['/vault/backups']) == {'get', 'post'}
+    verify = document['paths']['/vault/backups/{id}/verify']
+    assert verify['post']['operationId'] == 'verifyBackup'
+    assert 'Verification' in document['components']['schemas']
 
 
 @pytest.mark.parametrize(
@@ -414,6 +421,16 @@ def test_cli(make_jameyd: Any, sdir: Path) -> None:
         'vault', 'list', env={**new_env, 'JAMEY_VAULT_PASSPHRASE_FILE': str(new_key)}
     )
     assert (both.returncode, 'one key source' in both.stderr) == (78, True)
+    not_a_key = sdir / 'not-a.key'
+    not_a_key.write_text('hello\n')
+    not_a_key.chmod(0o600)
+    bad = run_cli(
+        '--json', 'vault', 'list', env={**env, 'JAMEY_VAULT_KEY_FILE': str(not_a_key)}
+    )
+    assert (bad.returncode, json.loads(bad.stdout)['code']) == (
+        78,
+        'vault_not_configured',
+    )
 
 
 def test_cli_recipient_mode(make_jameyd: Any, sdir: Path) -> None:

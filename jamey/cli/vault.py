@@ -83,10 +83,11 @@ def offline(run: Callable[[argparse.Namespace, Context], int]) -> Offline:
             return run(args, Context(environ, settings, store, path))
         except StateLockedError as exc:
             return _fail(args, f'{exc}: stop it first', 'daemon_running', EX_REFUSED)
+        except ConfigError as exc:  # a key file without a key is one too
+            code = getattr(exc, 'code', 'invalid_configuration')
+            return _fail(args, exc, code, EX_CONFIG)
         except VaultError as exc:
             return _fail(args, exc, exc.code, EX_REFUSED)
-        except ConfigError as exc:
-            return _fail(args, exc, 'invalid_configuration', EX_CONFIG)
         except OSError as exc:
             return _fail(args, exc, 'os_error', EX_REFUSED)
 
