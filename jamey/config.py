@@ -366,6 +366,66 @@ class SoulSettings:
     )
 
 
+_KEY_SOURCES = ('key_file', 'passphrase_file', 'recipient_file')
+
+
+@dataclass(frozen=True, repr=False)
+class VaultSettings:
+    dir: str = setting(
+        '',
+        'Directory of the backups (empty: vault/ in storage.state_dir)',
+        optional=True,
+    )
+    key_file: str = setting(
+        '', 'A 32-byte key; a secret file or systemd credential', optional=True
+    )
+    passphrase_file: str = setting(
+        '', 'A passphrase (stretched by scrypt); a secret file', optional=True
+    )
+    recipient_file: str = setting(
+        '',
+        'An X25519 public key: backups only its private key can read',
+        optional=True,
+    )
+    cipher: str = setting(
+        'aes-256-gcm',
+        'AEAD of the chunks (chacha20-poly1305 for CPUs without AES instructions)',
+        choices=('aes-256-gcm', 'chacha20-poly1305'),
+    )
+    interval_hours: float = setting(
+        24.0,
+        'Hours between scheduled backups, when a key is set (0: none)',
+        minimum=0.0,
+        maximum=8760.0,
+    )
+    keep_last: int = setting(
+        3, 'Prune keeps the newest this many', minimum=0, maximum=100_000
+    )
+    keep_daily: int = setting(
+        7,
+        'Prune keeps the newest of each of this many days',
+        minimum=0,
+        maximum=100_000,
+    )
+    keep_weekly: int = setting(
+        4,
+        'Prune keeps the newest of each of this many weeks',
+        minimum=0,
+        maximum=100_000,
+    )
+    mirror_dirs: tuple[str, ...] = setting(
+        (), 'Directories that get a copy of each backup', optional=True
+    )
+
+    def __post_init__(self) -> None:
+        named = [name for name in _KEY_SOURCES if getattr(self, name)]
+        if len(named) > 1:
+            raise ConfigError(
+                f'vault.{" and vault.".join(named)} are all set: set one key'
+                ' source at most'
+            )
+
+
 @dataclass(frozen=True, repr=False)
 class LogSettings:
     level: str = setting(
@@ -403,6 +463,7 @@ class Settings:
     )
     memory: MemorySettings = dataclasses.field(default_factory=MemorySettings)
     soul: SoulSettings = dataclasses.field(default_factory=SoulSettings)
+    vault: VaultSettings = dataclasses.field(default_factory=VaultSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
     daemon: DaemonSettings = dataclasses.field(default_factory=DaemonSettings)
 

@@ -64,3 +64,109 @@ class ConflictError(JameyError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class VaultError(JameyError):
+    """A backup cannot be made, read or restored; ``code`` says which way.
+
+    Every subclass is one way a backup can be wrong, so an operator (and a
+    script reading ``code``) can tell a wrong key from a damaged disk.
+    """
+
+    code = 'vault_error'
+
+
+class VaultConfigError(VaultError, ConfigError):
+    """No key is configured, or a key file does not hold a key."""
+
+    code = 'vault_not_configured'
+
+
+class VaultBusyError(VaultError):
+    """Another backup, prune or rekey runs on this vault right now."""
+
+    code = 'vault_busy'
+
+
+class BackupCancelledError(VaultError):
+    """jameyd is stopping: a backup in progress gave up and cleaned up."""
+
+    code = 'cancelled'
+
+
+class VaultSpaceError(VaultError):
+    """The disk filled up while writing; nothing was left behind."""
+
+    code = 'no_space'
+
+
+class BackupNotFoundError(VaultError):
+    """No backup has that id."""
+
+    code = 'backup_not_found'
+
+
+class NotABackupError(VaultError):
+    """The file does not start like a Jamey backup, or of a newer format."""
+
+    code = 'not_a_backup'
+
+
+class WrongKeyError(VaultError):
+    """The backup was made with a different key: not damage, the wrong key."""
+
+    code = 'wrong_key'
+
+
+class PrivateKeyRequiredError(WrongKeyError):
+    """A recipient-mode backup can only be read with the private key."""
+
+    code = 'private_key_required'
+
+
+class HeaderDamagedError(VaultError):
+    """The header's checksum fails: bits changed on disk or in transit."""
+
+    code = 'header_damaged'
+
+
+class HeaderTamperedError(VaultError):
+    """The header's checksum holds but its key-bound MAC fails: altered."""
+
+    code = 'header_tampered'
+
+
+class ChunkTamperedError(VaultError):
+    """A chunk fails authentication: altered, damaged or from another backup."""
+
+    code = 'chunk_tampered'
+
+
+class ChunksReorderedError(VaultError):
+    """A chunk authenticates, but at another position than where it lies."""
+
+    code = 'chunks_reordered'
+
+
+class TruncatedError(VaultError):
+    """The file ends before its last chunk."""
+
+    code = 'truncated'
+
+
+class AppendedError(VaultError):
+    """Data follows the chunk marked last."""
+
+    code = 'appended'
+
+
+class PayloadError(VaultError):
+    """The decrypted payload breaks its manifest (a hash, a size, a member)."""
+
+    code = 'payload_invalid'
+
+
+class SnapshotCorruptError(PayloadError):
+    """The database snapshot fails SQLite's integrity check."""
+
+    code = 'snapshot_corrupt'

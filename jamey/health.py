@@ -19,6 +19,7 @@ from jamey.storage import Database
 
 if TYPE_CHECKING:
     from jamey.memory import MemoryStore
+    from jamey.vault import Vault
 
 OK = 'ok'
 DEGRADED = 'degraded'
@@ -66,9 +67,13 @@ class HealthChecks:
         thresholds: Thresholds,
         clock: Callable[[], float] = time.monotonic,
         memories: 'MemoryStore | None' = None,
+        vault: 'Vault | None' = None,
+        backup_interval_s: float = 0.0,
     ) -> None:
         self.db = db
         self.memories = memories
+        self.vault = vault
+        self.backup_interval_s = backup_interval_s
         self.state_dir = state_dir
         self.thresholds = thresholds
         self._clock = clock
@@ -81,6 +86,8 @@ class HealthChecks:
         checks = [self._database(), self._disk(), self._memory(), self._versions()]
         if self.memories is not None:
             checks.append(self._memory_index(self.memories))
+        if self.vault is not None and self.backup_interval_s > 0:
+            checks.append(self._backups(self.vault, self.backup_interval_s))
         if any(c.critical and c.status == FAILING for c in checks):
             status = FAILING
         elif any(c.status != OK for c in checks):
@@ -133,6 +140,20 @@ class HealthChecks:
                 f'index rebuilt at {memories.rebuilt_at}: {memories.rebuild_reason}'
             )
         return Check('memory_index', OK, False, detail)
+
+    def _backups(self, vault: 'Vault', interval_s: float) -> Check:
+        """Each backup is read back and checked before it gets its name, so
+        the newest one listed is the newest verified one. With none yet, the
+        clock runs from the start: the first is due at once."""
+        newest = vault.newest()
+        detail: dict[str, Any]
+        if newest is None:
+            age, detail = self.uptime_s(), {'newest': None}
+        else:
+            age = max(0.0, time.time() - newest.created_s)
+            detail = {'newest': newest.id, 'age_s': round(age)}
+        status = OK if age <= 2 * interval_s else DEGRADED
+        return Check('vault', status, False, {**detail, 'interval_s': interval_s})
 
     def _versions(self) -> Check:
         # Imported here: start-up does not need the extension yet.

@@ -29,6 +29,8 @@ from jamey.errors import NotFoundError
 from jamey.ids import new_ids
 from jamey.storage import Database
 
+# The index's directory in the state directory: derived, rebuilt when absent.
+INDEX_DIR = 'index'
 LAYERS = ('short_term', 'long_term', 'working', 'episodic', 'semantic')
 MAX_CONTENT_CHARS = 10_000
 MAX_ENTITY_CHARS = validation.MAX_ENTITY_CHARS

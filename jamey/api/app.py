@@ -40,11 +40,14 @@ from jamey.api.soul import EntityItem
 from jamey.api.tokens import Audit
 from jamey.api.tokens import TokenItem
 from jamey.api.tokens import Tokens
+from jamey.api.vault import Backups
+from jamey.api.vault import BackupVerify
 from jamey.audit import AuditLog
 from jamey.conscience import Conscience
 from jamey.health import HealthChecks
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
+from jamey.vault import Vault
 
 _ADMIN = Scope.ADMIN
 
@@ -62,16 +65,17 @@ class Parts(NamedTuple):
     max_body_bytes: int = 1_048_576
     consistent_timeout_s: float = 5.0
     gauges: tuple[Gauge, ...] = ()
+    vault: Vault | None = None
 
 
 def routes(parts: Parts, metrics: CollectorRegistry) -> dict[str, Route]:
     """The route table: each path (but the document), its resource, its scope.
 
     Reads need ``read`` unless a route says otherwise, changes ``write``;
-    liveness is open to anyone, access and operations need ``admin``.
+    liveness is open to anyone; access, backups and reindexing need ``admin``.
     """
     p = parts
-    return {
+    table = {
         '/': Route(Root()),
         '/health': Route(Liveness(), floor=None),
         '/health/detailed': Route(Detailed(p.health)),
@@ -91,6 +95,12 @@ def routes(parts: Parts, metrics: CollectorRegistry) -> dict[str, Route]:
         '/tokens/{id}': Route(TokenItem(p.tokens), floor=_ADMIN),
         '/audit': Route(Audit(p.audit), floor=_ADMIN),
     }
+    if p.vault is not None:
+        table['/vault/backups'] = Route(
+            Backups(p.vault, p.health.db.path), floor=_ADMIN
+        )
+        table['/vault/backups/{id}/verify'] = Route(BackupVerify(p.vault), floor=_ADMIN)
+    return table
 
 
 def create_app(parts: Parts) -> falcon.App[falcon.Request, falcon.Response]:

@@ -20,6 +20,7 @@ from jamey.cli import conscience
 from jamey.cli import memory
 from jamey.cli import soul
 from jamey.cli import token
+from jamey.cli import vault
 from jamey.cli.client import Client
 from jamey.cli.client import DaemonUnreachableError
 from jamey.cli.output import EX_CONFIG
@@ -161,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     memory.register(commands)
     soul.register(commands)
     token.register(commands)
+    vault.register(commands)
     return parser
 
 

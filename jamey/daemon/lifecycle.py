@@ -40,6 +40,7 @@ from jamey.errors import StorageError
 from jamey.health import FAILING
 from jamey.health import HealthChecks
 from jamey.health import Thresholds
+from jamey.memory import INDEX_DIR
 from jamey.memory import LAYERS
 from jamey.memory import MemoryStore
 from jamey.memory import Retention
@@ -49,6 +50,8 @@ from jamey.storage import DATABASE_NAME
 from jamey.storage import Database
 from jamey.storage import StateLock
 from jamey.storage import private_directory
+from jamey.vault import Vault
+from jamey.vault import open_vault
 
 log = logging.getLogger('jamey.daemon')
 # With no watchdog, the loop still wakes now and then so waitress can close
@@ -105,6 +108,7 @@ class Daemon:
         self._memories: MemoryStore | None = None
         self._soul: Soul | None = None
         self._tls: TlsListener | None = None
+        self._vault: Vault | None = None
 
     def start(self) -> None:
         """Bring every part up in dependency order, then tell systemd.
@@ -125,12 +129,14 @@ class Daemon:
             log.info(
                 'storage.migrated', extra={'from_version': before, 'to_version': after}
             )
+        # The vault's key is read now: a bad key file stops the start (78).
+        self._vault = open_vault(self.settings, self.environ, self.config_file)
         self.conscience = Conscience(self._db, self.settings.conscience.deny_weight)
         memory = self.settings.memory
         soul = Soul(self._db, _soul_settings(self.settings))
         self._memories = MemoryStore(
             self._db,
-            state_dir / 'index',
+            state_dir / INDEX_DIR,
             commit_interval_s=memory.commit_interval_ms / 1000,
             writer_bytes=memory.writer_mb * 1024 * 1024,
             retention=_retention(self.settings),
@@ -141,12 +147,15 @@ class Daemon:
         self._memories.start()
         self._soul = soul
         soul.start()
+        backup_interval_s = self._schedule_backups(self._vault, self._db.path)
         self.health = HealthChecks(
             self._db,
             state_dir,
             _thresholds(self.settings),
             clock=self._clock,
             memories=self._memories,
+            vault=self._vault,
+            backup_interval_s=backup_interval_s,
         )
         api = self.settings.api
         self._tokens = TokenStore(self._db)
@@ -164,6 +173,7 @@ class Daemon:
                 self._policy,
                 api.max_body_bytes,
                 memory.consistent_timeout_s,
+                vault=self._vault,
             )
         )
         self._listener = UnixListener(
@@ -197,6 +207,14 @@ class Daemon:
             },
         )
         self.notifier.notify('READY=1', self._status_line('ok'))
+
+    def _schedule_backups(self, vault: Vault, database: Path) -> float:
+        """Start scheduled backups when a key is set; their interval (0: none)."""
+        interval_s = self.settings.vault.interval_hours * 3600
+        if vault.keyring is None or interval_s <= 0:
+            return 0.0
+        vault.start(database, interval_s)
+        return interval_s
 
     def _on_signal(self, signum: int, frame: object) -> None:
         # Only note it: the main loop acts, outside any half-done I/O.
@@ -326,6 +344,9 @@ class Daemon:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self._vault is not None:
+            self._vault.stop()  # a backup in progress gives up cleanly
+            self._vault = None
         if self._soul is not None:
             self._soul.stop()
             self._soul = None
