@@ -4,6 +4,7 @@ import contextlib
 import hashlib
 import http.client
 import json
+import os
 import socket
 import ssl
 import threading
@@ -128,9 +129,13 @@ def start_site(root: Path, make_jameyd: Any, env: dict[str, str] | None = None) 
             serialization.PublicFormat.SubjectPublicKeyInfo,
         )
     )
+    vault_key = root / 'vault.key'
+    vault_key.write_bytes(os.urandom(32))
+    vault_key.chmod(0o600)
     port = free_port()
     daemon = make_jameyd(
         env={
+            'JAMEY_VAULT_KEY_FILE': str(vault_key),
             'JAMEY_TLS_LISTEN': f'127.0.0.1:{port}',
             'JAMEY_TLS_CERT_FILE': str(cert),
             'JAMEY_TLS_KEY_FILE': str(key),
@@ -218,6 +223,9 @@ def test_authorisation_matrix_over_tls(site: Site) -> None:
                 assert doc['code'] == 'forbidden'
             checked += 1
     assert checked > 100
+    assert {'/vault/backups', '/vault/backups/{id}/verify', '/tokens', '/audit'} <= set(
+        document['paths']
+    )
     # The routes added later inherit all this: /tokens/{id} with a real id.
     victim = site.token('victim', 'read')
     assert site.tls.request('DELETE', f'/tokens/{victim["id"]}', write)[0] == 403
@@ -496,6 +504,10 @@ def test_metrics(site: Site) -> None:
     assert 'route="/memories/{id}"' in text
     assert 'beef' not in text  # no label from user input
     assert 'jamey_evaluations_total{verdict="allow"} 1.0' in text
+    assert site.tls.request('POST', '/vault/backups', site.jwt('admin'))[0] == 201
+    text = site.tls.request('GET', '/metrics', token)[2]
+    [age] = [line for line in text.splitlines() if line.startswith('jamey_backup_age')]
+    assert 0 <= float(age.split()[1]) < 60
     for name in (
         'jamey_http_request_duration_seconds_bucket',
         'jamey_memory_documents',

@@ -84,6 +84,14 @@ def _retention(settings: config.Settings) -> Retention:
     return Retention(ttl, memory.max_items)
 
 
+def _backup_age(vault: Vault) -> Callable[[], float | None]:
+    def age() -> float | None:
+        newest = vault.newest()
+        return None if newest is None else max(0.0, time.time() - newest.created_s)
+
+    return age
+
+
 class Daemon:
     """One running jameyd; ``start`` then ``run`` (which returns the exit code)."""
 
@@ -173,6 +181,13 @@ class Daemon:
                 self._policy,
                 api.max_body_bytes,
                 memory.consistent_timeout_s,
+                gauges=(
+                    (
+                        'jamey_backup_age_seconds',
+                        'Age of the newest backup (absent: none yet)',
+                        _backup_age(self._vault),
+                    ),
+                ),
                 vault=self._vault,
             )
         )
