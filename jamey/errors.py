@@ -64,3 +64,16 @@ class ConflictError(JameyError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class RefusedError(JameyError):
+    """An MQTT request that is not executed: ``error`` is ``bad_request``,
+    ``invalid_token`` or ``forbidden``, ``reason`` says which rule it broke."""
+
+    def __init__(
+        self, error: str, reason: str, message: str, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.reason = reason
+        self.field = field

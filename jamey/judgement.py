@@ -9,7 +9,25 @@ from typing import Any
 
 from jamey import validation
 from jamey.conscience import Conscience
+from jamey.errors import InputError
 from jamey.soul import Soul
+
+REQUEST_FIELDS = ('action', 'entity')
+
+
+def judge_request(conscience: Conscience, soul: Soul, body: Any) -> dict[str, Any]:
+    """``judge`` for a request document ``{action, entity?}``, checked alike
+    whichever way it arrived (HTTP body, MQTT payload).
+
+    Raises:
+        InputError: not an object, an unknown field, no action, or what
+            ``judge`` refuses.
+    """
+    body = validation.require_object(body)
+    validation.reject_unknown(body, REQUEST_FIELDS)
+    if 'action' not in body:
+        raise InputError('action', 'required', 'action is required.')
+    return judge(conscience, soul, body['action'], body.get('entity'))
 
 
 def judge(

@@ -11,8 +11,7 @@ from jamey.api.body import read_json
 from jamey.api.openapi import json_response
 from jamey.api.openapi import ref
 from jamey.conscience import Conscience
-from jamey.errors import InputError
-from jamey.judgement import judge
+from jamey.judgement import judge_request
 from jamey.soul import Soul
 
 _JSON = 'application/json'
@@ -181,13 +180,7 @@ class Evaluate:
         self.soul = soul
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = validation.require_object(read_json(req))
-        validation.reject_unknown(body, ('action', 'entity'))
-        if 'action' not in body:
-            raise InputError('action', 'required', 'action is required.')
-        resp.media = judge(
-            self.conscience, self.soul, body['action'], body.get('entity')
-        )
+        resp.media = judge_request(self.conscience, self.soul, read_json(req))
 
 
 def _rule_document(rule: conscience.Rule, version: int) -> dict[str, Any]:

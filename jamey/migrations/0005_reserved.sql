@@ -1,0 +1,1 @@
+-- Numbered for the access-control schema (tokens, audit); kept empty here.
