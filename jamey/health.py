@@ -19,6 +19,7 @@ from jamey.storage import Database
 
 if TYPE_CHECKING:
     from jamey.memory import MemoryStore
+    from jamey.mqtt import Bridge
 
 OK = 'ok'
 DEGRADED = 'degraded'
@@ -66,9 +67,11 @@ class HealthChecks:
         thresholds: Thresholds,
         clock: Callable[[], float] = time.monotonic,
         memories: 'MemoryStore | None' = None,
+        mqtt: 'Bridge | None' = None,
     ) -> None:
         self.db = db
         self.memories = memories
+        self.mqtt = mqtt
         self.state_dir = state_dir
         self.thresholds = thresholds
         self._clock = clock
@@ -81,6 +84,8 @@ class HealthChecks:
         checks = [self._database(), self._disk(), self._memory(), self._versions()]
         if self.memories is not None:
             checks.append(self._memory_index(self.memories))
+        if self.mqtt is not None:
+            checks.append(self._broker(self.mqtt))
         if any(c.critical and c.status == FAILING for c in checks):
             status = FAILING
         elif any(c.status != OK for c in checks):
@@ -133,6 +138,13 @@ class HealthChecks:
                 f'index rebuilt at {memories.rebuilt_at}: {memories.rebuild_reason}'
             )
         return Check('memory_index', OK, False, detail)
+
+    @staticmethod
+    def _broker(mqtt: 'Bridge') -> Check:
+        """Siblings cannot reach a device away from its broker, but it still
+        guards locally and keeps their replies: degraded, not failing."""
+        status = OK if mqtt.connected else DEGRADED
+        return Check('mqtt', status, False, mqtt.stats())
 
     def _versions(self) -> Check:
         # Imported here: start-up does not need the extension yet.

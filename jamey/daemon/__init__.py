@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as exc:
         log.error('daemon.start_failed', extra={'error': str(exc)})
         return EX_DATAERR
+    except ConfigError as exc:
+        log.error('daemon.start_failed', extra={'error': str(exc)})
+        return EX_CONFIG
     except Exception:
         log.exception('daemon.crashed')
         return EX_SOFTWARE

@@ -18,6 +18,7 @@ from pathlib import Path
 from jamey import __version__
 from jamey import config
 from jamey import logs
+from jamey import mqtt
 from jamey.api import create_app
 from jamey.conscience import Conscience
 from jamey.daemon.listener import UnixListener
@@ -93,6 +94,7 @@ class Daemon:
         self._listener: UnixListener | None = None
         self._memories: MemoryStore | None = None
         self._soul: Soul | None = None
+        self._mqtt: mqtt.Bridge | None = None
 
     def start(self) -> None:
         """Bring every part up in dependency order, then tell systemd.
@@ -101,6 +103,7 @@ class Daemon:
             StorageError: the state directory is locked, or the database
                 cannot be opened or migrated.
             ListenerError: the socket cannot be served.
+            ConfigError: ``[mqtt]`` names a key or file that cannot work.
         """
         storage = self.settings.storage
         state_dir = private_directory(storage.state_dir)
@@ -129,12 +132,23 @@ class Daemon:
         self._memories.start()
         self._soul = soul
         soul.start()
+        if self.settings.mqtt.enabled:
+            self._mqtt = mqtt.bridge(
+                self.settings,
+                self.environ,
+                self._db,
+                self.conscience,
+                soul,
+                self._memories,
+            )
+            self._mqtt.start()
         self.health = HealthChecks(
             self._db,
             state_dir,
             _thresholds(self.settings),
             clock=self._clock,
             memories=self._memories,
+            mqtt=self._mqtt,
         )
         api = self.settings.api
         app = create_app(
@@ -243,6 +257,10 @@ class Daemon:
                 'daemon.grace_expired',
                 extra={'grace_s': self.settings.daemon.shutdown_grace_s},
             )
+        if self._mqtt is not None:
+            # Replies still in the outbox go out while the broker allows.
+            self._mqtt.stop(self.settings.daemon.shutdown_grace_s)
+            self._mqtt = None
         self.close()
         log.info('daemon.stopped')
         return 0
@@ -252,6 +270,9 @@ class Daemon:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self._mqtt is not None:
+            self._mqtt.stop(0.0)
+            self._mqtt = None
         if self._soul is not None:
             self._soul.stop()
             self._soul = None

@@ -1,0 +1,625 @@
+"""MQTT over a real Mosquitto (TLS 1.3 only, passwords, an ACL) and real
+jameyd processes: requests, tokens, payloads, the outbox across a broker
+outage and a SIGKILL, and the fleet queue shared by two daemons."""
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from conftest import Jameyd
+from conftest import request
+from conftest import short_dir
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from mqtt_broker import HOST
+from mqtt_broker import PASSWORD
+from mqtt_broker import SECRET
+from mqtt_broker import Broker
+from mqtt_broker import Sibling
+from mqtt_broker import envelope
+from mqtt_broker import token
+
+from jamey import config
+from jamey.errors import ConfigError
+from jamey.mqtt.connection import Backoff
+from jamey.mqtt.tokens import trusted_keys
+from jamey.mqtt.topics import Topics
+from jamey.mqtt.topics import covers
+
+EVALUATE = 'jamey/dev-a/conscience/evaluate'
+STORE = 'jamey/dev-a/memory/store'
+QUERY = 'jamey/dev-a/memory/query'
+REPLIES = 'replies/tester'
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    running = Broker(tmp_path).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sibling(broker: Broker) -> Iterator[Sibling]:
+    client = Sibling(broker).connect(REPLIES, 'jamey/+/status', 'jamey/+/errors')
+    yield client
+    client.close()
+
+
+def start_jameyd(
+    root: Path, broker: Broker, device_id: str = 'dev-a', **env: str
+) -> Jameyd:
+    daemon = Jameyd(root, env={**broker.jameyd_env(device_id), **env})
+    return daemon.start()
+
+
+@pytest.fixture
+def dev_a(broker: Broker, sibling: Sibling, sdir: Path) -> Iterator[Jameyd]:
+    daemon = start_jameyd(sdir, broker)
+    online(sibling, 'dev-a')
+    yield daemon
+    daemon.stop()
+
+
+def online(sibling: Sibling, device: str, after: int = 0) -> dict[str, Any]:
+    """Wait for the device's retained status to say online (it subscribed
+    before publishing it)."""
+    status = f'jamey/{device}/status'
+    found = sibling.wait_for(
+        1,
+        where=lambda m: (
+            m.topic == status
+            and json.loads(m.payload)['payload']['status'] == 'online'
+            and sibling.messages.index(m) >= after
+        ),
+    )
+    return dict(json.loads(found[-1].payload))
+
+
+def replies(
+    sibling: Sibling, count: int, timeout: float = 10.0
+) -> list[dict[str, Any]]:
+    found = sibling.wait_for(count, timeout, where=lambda m: m.topic == REPLIES)
+    return [json.loads(m.payload) for m in found]
+
+
+def ask(
+    sibling: Sibling, topic: str, payload: Any, bearer: str | None = None, **kw: Any
+) -> dict[str, Any]:
+    """One request, its one reply."""
+    before = len(sibling.documents(REPLIES))
+    correlation = uuid.uuid4().bytes
+    sibling.request(
+        topic,
+        envelope(payload),
+        token() if bearer is None else bearer,
+        correlation=correlation,
+        **kw,
+    )
+    found = sibling.wait_for(before + 1, where=lambda m: m.topic == REPLIES)
+    reply = found[before]
+    assert reply.properties.CorrelationData == correlation
+    return dict(json.loads(reply.payload))
+
+
+def memory_count(daemon: Jameyd) -> int:
+    status, _, body = daemon.get('/memories/stats')
+    assert status == 200
+    return int(body['total'])
+
+
+# -- units --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ('pattern', 'topic', 'expected'),
+    [
+        ('jamey/#', 'jamey/dev-a/memory/store', True),
+        ('jamey/+/memory/store', 'jamey/dev-a/memory/store', True),
+        ('jamey/+/memory/+', 'jamey/fleet/memory/query', True),
+        ('jamey/dev-a/#', 'jamey/dev-a', True),
+        ('#', 'jamey/dev-a/conscience/evaluate', True),
+        ('jamey/dev-b/#', 'jamey/dev-a/memory/store', False),
+        ('jamey/+/memory/query', 'jamey/dev-a/memory/store', False),
+        ('jamey/+', 'jamey/dev-a/memory/store', False),
+        ('jamey/dev-a/memory/store/x', 'jamey/dev-a/memory/store', False),
+        ('jamey/#/store', 'jamey/dev-a/memory/store', False),
+        ('', 'jamey/dev-a/memory/store', False),
+        ('jamey/dev-a/memory/stor+', 'jamey/dev-a/memory/store', False),
+    ],
+)
+def test_permission_patterns_match_like_mqtt_filters(
+    pattern: str, topic: str, expected: bool
+) -> None:
+    assert covers(pattern, topic) is expected
+
+
+def test_topics_of_a_device_and_its_fleet() -> None:
+    topics = Topics('jamey', 'dev-a')
+    assert topics.request('jamey/dev-a/conscience/evaluate') == 'conscience/evaluate'
+    assert topics.request('jamey/fleet/memory/query') == 'memory/query'
+    assert topics.request('jamey/dev-b/memory/query') is None
+    assert topics.request('jamey/dev-a/memory/forget') is None
+    assert '$share/jamey/jamey/fleet/memory/store' in topics.subscriptions()
+
+
+def test_backoff_grows_from_one_second_to_a_minute_with_jitter() -> None:
+    backoff = Backoff()
+    assert backoff.delay(0) == 1.0
+    for attempt in range(1, 12):
+        delays = {backoff.delay(attempt) for _ in range(50)}
+        ceiling = min(60.0, 2.0**attempt)
+        assert all(max(1.0, ceiling / 2) <= d <= ceiling for d in delays)
+        assert len(delays) > 1  # jittered, not one fixed value
+    assert max(backoff.delay(40) for _ in range(50)) <= 60.0
+
+
+def test_fleet_keys_are_checked_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match='trust_secret_file or'):
+        trusted_keys(None, None)
+    with pytest.raises(ConfigError, match='at least 32 bytes'):
+        trusted_keys(b'short', None)
+    with pytest.raises(ConfigError, match='no PEM public key'):
+        trusted_keys(None, b'not a key')
+    edkey = ed25519.Ed25519PrivateKey.generate().public_key()
+    pem = edkey.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    keys = trusted_keys(SECRET, pem + pem)
+    assert [k.algorithm for k in keys] == ['HS256', 'EdDSA', 'EdDSA']
+
+
+@pytest.mark.parametrize('value', ['fleet', 'a/b', 'dev+', '#', '', 'x' * 65])
+def test_device_id_is_one_plain_topic_level(value: str) -> None:
+    with pytest.raises(ConfigError, match=r'mqtt\.device_id'):
+        config.load(None, {'JAMEY_MQTT_DEVICE_ID': value})
+
+
+def test_mqtt_is_off_by_default() -> None:
+    assert config.load(None, {}).mqtt.enabled is False
+
+
+def test_jameyd_refuses_to_start_without_fleet_keys(
+    broker: Broker, make_jameyd: Any
+) -> None:
+    env = broker.jameyd_env('dev-a')
+    del env['JAMEY_MQTT_TRUST_SECRET_FILE']
+    daemon = make_jameyd(env=env).start(wait_ready=False)
+    assert daemon.wait() == 78
+    assert 'trust_keys_file' in daemon.log_text()
+
+
+def test_jameyd_refuses_a_password_file_others_can_read(
+    broker: Broker, make_jameyd: Any
+) -> None:
+    env = broker.jameyd_env('dev-a')
+    Path(env['JAMEY_MQTT_PASSWORD_FILE']).chmod(0o644)
+    daemon = make_jameyd(env=env).start(wait_ready=False)
+    assert daemon.wait() == 78
+    assert 'chmod 600' in daemon.log_text()
+
+
+# -- TLS ----------------------------------------------------------------
+
+
+def _handshake(broker: Broker, version: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            'openssl',
+            's_client',
+            version,
+            '-connect',
+            f'{HOST}:{broker.port}',
+            '-CAfile',
+            str(broker.pki['ca']),
+            '-verify_return_error',
+            '-brief',
+        ],
+        input='',
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+
+
+def test_the_broker_speaks_tls13_only(broker: Broker) -> None:
+    assert _handshake(broker, '-tls1_3').returncode == 0
+    refused = _handshake(broker, '-tls1_2')
+    assert refused.returncode != 0
+
+
+def test_jameyd_connects_over_tls13_and_reports_it(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    status = online(sibling, 'dev-a')
+    assert status['payload']['capabilities'] == [
+        'conscience/evaluate',
+        'memory/store',
+        'memory/query',
+    ]
+    assert status['payload']['version']
+    assert status['metadata']['client_id'] == 'dev-a'
+    code, _, health = dev_a.get('/health/detailed')
+    assert code == 200
+    check = health['checks']['mqtt']
+    assert check['status'] == 'ok'
+    assert check['critical'] is False
+    assert check['state'] == 'connected'
+    assert check['outbox_depth'] == 0
+    assert check['last_connect']
+
+
+# -- requests -----------------------------------------------------------
+
+
+def test_evaluate_with_mosquitto_pub_answers_what_the_api_answers(
+    dev_a: Jameyd, broker: Broker, sibling: Sibling
+) -> None:
+    action = 'I will not hurt them and I will tell the truth'
+    subprocess.run(
+        [
+            'mosquitto_pub',
+            '-h',
+            HOST,
+            '-p',
+            str(broker.port),
+            '-V',
+            'mqttv5',
+            '--cafile',
+            str(broker.pki['ca']),
+            '-u',
+            'tester',
+            '-P',
+            PASSWORD,
+            '-q',
+            '1',
+            '-t',
+            EVALUATE,
+            '-m',
+            envelope({'action': action}, 'pub-1').decode(),
+            '-D',
+            'publish',
+            'user-property',
+            'authorization',
+            f'Bearer {token()}',
+            '-D',
+            'publish',
+            'response-topic',
+            REPLIES,
+            '-D',
+            'publish',
+            'correlation-data',
+            'corr-1',
+        ],
+        check=True,
+        timeout=20,
+    )
+    reply = sibling.wait_for(1, where=lambda m: m.topic == REPLIES)[0]
+    assert reply.properties.CorrelationData == b'corr-1'
+    document = json.loads(reply.payload)
+    assert document['metadata'] == {'client_id': 'dev-a', 'correlation_id': 'pub-1'}
+    code, _, expected = request(
+        dev_a.socket,
+        'POST',
+        '/evaluate',
+        json.dumps({'action': action}).encode(),
+        {'Content-Type': 'application/json'},
+    )
+    assert code == 200
+    assert document['payload'] == expected
+    assert document['payload']['verdict'] == 'allow'
+
+
+def test_store_then_query_through_mqtt(dev_a: Jameyd, sibling: Sibling) -> None:
+    kept = ask(sibling, STORE, {'content': 'the fox jumps', 'layer': 'episodic'})
+    assert kept['payload']['layer'] == 'episodic'
+    code, _, stored = dev_a.get(f'/memories/{kept["payload"]["id"]}')
+    assert code == 200
+    assert stored == kept['payload']
+    found: list[Any] = []
+    for _ in range(50):  # searchable within the index's commit interval
+        found = ask(sibling, QUERY, {'q': 'fox', 'layer': 'episodic'})['payload'][
+            'memories'
+        ]
+        if found:
+            break
+        time.sleep(0.1)
+    assert [m['id'] for m in found] == [stored['id']]
+    assert found[0]['score'] > 0
+    newest = ask(sibling, QUERY, {'q': '', 'limit': 1})
+    assert newest['payload']['memories'][0]['id'] == stored['id']
+
+
+def test_a_redelivered_request_is_answered_again_not_applied_twice(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    body = envelope({'content': 'once only', 'layer': 'semantic'}, 'same-id')
+    for _ in range(3):
+        sibling.request(STORE, body, token())
+    found = replies(sibling, 3)
+    assert len({d['message_id'] for d in found}) == 1
+    assert len({d['payload']['id'] for d in found}) == 1
+    assert memory_count(dev_a) == 1
+    _, _, health = dev_a.get('/health/detailed')
+    assert health['checks']['mqtt']['redelivered'] == 2
+
+
+def _edkey_token() -> str:
+    key = ed25519.Ed25519PrivateKey.generate()
+    return token(key=key, algorithm='EdDSA')
+
+
+REFUSALS = [
+    (None, 'invalid_token', 'missing'),
+    (token(exp_in=-120), 'invalid_token', 'expired'),
+    (token(aud='dev-b'), 'invalid_token', 'wrong_audience'),
+    (token(permissions=['jamey/dev-a/conscience/#']), 'forbidden', 'not_permitted'),
+    (token(permissions=['jamey/dev-b/#']), 'forbidden', 'not_permitted'),
+    (token(permissions='jamey/#'), 'forbidden', 'no_permissions'),
+    (token(permissions=None), 'forbidden', 'no_permissions'),
+    (
+        token(key=b'another-secret-of-enough-length-123456'),
+        'invalid_token',
+        'bad_signature',
+    ),
+    (token(algorithm='none', key=None), 'invalid_token', 'algorithm_not_accepted'),
+    (_edkey_token(), 'invalid_token', 'algorithm_not_accepted'),
+    ('not.a.jwt', 'invalid_token', 'malformed'),
+    ('', 'invalid_token', 'malformed'),
+]
+
+
+def test_requests_without_a_valid_token_are_refused_and_not_executed(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    no_exp = jwt.encode(
+        {'aud': 'dev-a', 'permissions': ['jamey/#']}, SECRET, algorithm='HS256'
+    )
+    cases = [*REFUSALS, (no_exp, 'invalid_token', 'missing_claim')]
+    for bearer, error, reason in cases:
+        correlation = uuid.uuid4().bytes
+        sibling.request(
+            STORE,
+            envelope({'content': 'must not be kept', 'layer': 'semantic'}),
+            bearer,
+            correlation=correlation,
+        )
+        reply = sibling.wait_for(
+            1,
+            where=lambda m, c=correlation: (
+                m.topic == REPLIES and m.properties.CorrelationData == c
+            ),
+        )[0]
+        payload = json.loads(reply.payload)['payload']
+        assert (payload['error'], payload['reason']) == (error, reason), bearer
+        assert payload['detail']
+    assert memory_count(dev_a) == 0
+    _, _, health = dev_a.get('/health/detailed')
+    refused = health['checks']['mqtt']['refused']
+    assert refused['invalid_token/missing'] == 1
+    assert refused['forbidden/not_permitted'] == 2
+    assert sum(refused.values()) == len(cases)
+
+
+def test_a_bearer_sent_twice_or_without_the_scheme_is_malformed(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    twice = ask(
+        sibling,
+        STORE,
+        {'content': 'x', 'layer': 'semantic'},
+        extra=[('authorization', f'Bearer {token()}')],
+    )
+    assert twice['payload']['reason'] == 'malformed'
+    sibling.request(
+        STORE,
+        envelope({'content': 'x', 'layer': 'semantic'}),
+        extra=[('authorization', token())],
+    )
+    bare = replies(sibling, 2)[1]
+    assert bare['payload']['reason'] == 'malformed'
+    assert memory_count(dev_a) == 0
+
+
+BAD_PAYLOADS: list[tuple[bytes, str, str | None]] = [
+    (b'not json', 'invalid_json', None),
+    (
+        b'{"message_id": "a", "payload": {}, "message_id": "b"}',
+        'duplicate_field',
+        'message_id',
+    ),
+    (b'{"message_id": "a", "payload": NaN}', 'invalid_json', None),
+    (b'[1, 2]', 'wrong_type', None),
+    (b'\xff\xfe', 'invalid_json', None),
+    (json.dumps({'payload': {}}).encode(), 'required', 'message_id'),
+    (json.dumps({'message_id': 'a'}).encode(), 'required', 'payload'),
+    (json.dumps({'message_id': 5, 'payload': {}}).encode(), 'wrong_type', 'message_id'),
+    (
+        json.dumps({'message_id': 'a' * 129, 'payload': {}}).encode(),
+        'too_long',
+        'message_id',
+    ),
+    (
+        json.dumps({'message_id': 'a\x00', 'payload': {}}).encode(),
+        'control_characters',
+        'message_id',
+    ),
+    (json.dumps({'message_id': 'a', 'payload': []}).encode(), 'wrong_type', 'payload'),
+    (
+        json.dumps({'message_id': 'a', 'payload': {}, 'x': 1}).encode(),
+        'unknown_field',
+        'x',
+    ),
+    (
+        json.dumps({'message_id': 'a', 'payload': {}, 'metadata': 3}).encode(),
+        'wrong_type',
+        'metadata',
+    ),
+    (envelope({'action': 'x' * 10}) + b' ' * (128 * 1024), 'too_large', None),
+    (b'{"payload": ' * 10_000, 'invalid_json', None),
+]
+
+
+def test_malformed_messages_get_bad_request(dev_a: Jameyd, sibling: Sibling) -> None:
+    for number, (body, reason, field) in enumerate(BAD_PAYLOADS):
+        correlation = str(number).encode()
+        sibling.request(EVALUATE, body, token(), correlation=correlation)
+        reply = sibling.wait_for(
+            1,
+            where=lambda m, c=correlation: (
+                m.topic == REPLIES and m.properties.CorrelationData == c
+            ),
+        )[0]
+        payload = json.loads(reply.payload)['payload']
+        assert (payload['error'], payload['reason']) == ('bad_request', reason), body[
+            :60
+        ]
+        assert payload.get('field') == field
+    code, _, _ = dev_a.get('/health')
+    assert code == 200
+
+
+WRONG_FIELDS = [
+    (EVALUATE, {}, 'required', 'action'),
+    (EVALUATE, {'action': 5}, 'wrong_type', 'action'),
+    (EVALUATE, {'action': ''}, 'empty', 'action'),
+    (EVALUATE, {'action': 'x' * 100_000}, 'too_long', 'action'),
+    (EVALUATE, {'action': 'hi', 'entity': 'a/b'}, 'invalid_name', 'entity'),
+    (EVALUATE, {'action': 'hi', 'verdict': 'allow'}, 'unknown_field', 'verdict'),
+    (STORE, {'content': 'x'}, 'required', 'layer'),
+    (STORE, {'content': 'x', 'layer': 'forever'}, 'unknown_layer', 'layer'),
+    (STORE, {'content': ['x'], 'layer': 'semantic'}, 'wrong_type', 'content'),
+    (STORE, {'content': 'x\x07', 'layer': 'semantic'}, 'control_characters', 'content'),
+    (QUERY, {}, 'required', 'q'),
+    (QUERY, {'q': 5}, 'wrong_type', 'q'),
+    (QUERY, {'q': 'x', 'limit': '5'}, 'wrong_type', 'limit'),
+    (QUERY, {'q': 'x', 'limit': True}, 'wrong_type', 'limit'),
+    (QUERY, {'q': 'x', 'limit': 1000}, 'out_of_range', 'limit'),
+    (QUERY, {'q': 'x', 'layer': ['semantic']}, 'unknown_layer', 'layer'),
+    (QUERY, {'q': 'x', 'entity': 7}, 'wrong_type', 'entity'),
+    (QUERY, {'q': 'x', 'since': 'now'}, 'unknown_field', 'since'),
+]
+
+
+def test_wrong_fields_get_bad_request_naming_the_field(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    for topic, payload, reason, field in WRONG_FIELDS:
+        reply = ask(sibling, topic, payload)['payload']
+        assert (reply['error'], reply['reason'], reply['field']) == (
+            'bad_request',
+            reason,
+            field,
+        ), payload
+    assert memory_count(dev_a) == 0
+
+
+def test_no_or_a_bad_response_topic_reports_on_errors(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    sibling.request(EVALUATE, b'nonsense', token(), reply_to=None)
+    sibling.request(EVALUATE, envelope({'action': 'hi'}), token(), reply_to='replies/+')
+    found = sibling.wait_for(2, where=lambda m: m.topic == 'jamey/dev-a/errors')
+    reasons = [json.loads(m.payload)['payload']['reason'] for m in found]
+    assert reasons == ['invalid_json', 'invalid_response_topic']
+    # A request with nowhere to reply is still applied.
+    sibling.request(
+        STORE, envelope({'content': 'x', 'layer': 'semantic'}), token(), reply_to=None
+    )
+    deadline = time.monotonic() + 10
+    while memory_count(dev_a) != 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert memory_count(dev_a) == 1
+
+
+def test_heartbeat_arrives_at_its_interval(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    watcher = Sibling(broker).connect('jamey/dev-a/heartbeat')
+    try:
+        start_jameyd(sdir, broker, JAMEY_MQTT_HEARTBEAT_S='1')
+        beats = watcher.wait_for(2, timeout=10)
+        assert beats[0].qos == 0
+        assert json.loads(beats[1].payload)['payload']['uptime_s'] >= 1
+    finally:
+        watcher.close()
+
+
+def test_status_offline_on_sigterm_and_last_will_on_sigkill(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    def last_status() -> str:
+        watcher = Sibling(broker).connect('jamey/dev-a/status')
+        try:
+            message = watcher.wait_for(1)[0]
+            assert message.retain
+            return str(json.loads(message.payload)['payload']['status'])
+        finally:
+            watcher.close()
+
+    daemon = start_jameyd(sdir, broker)
+    online(sibling, 'dev-a')
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    assert last_status() == 'offline'
+    daemon = start_jameyd(sdir, broker)
+    assert last_status() == 'online'
+    daemon.signal(signal.SIGKILL)
+    daemon.wait()
+    deadline = time.monotonic() + 10
+    while last_status() != 'offline':
+        assert time.monotonic() < deadline, 'no Last Will'
+        time.sleep(0.1)
+
+
+def test_jameyd_runs_degraded_while_its_broker_is_away(
+    broker: Broker, sdir: Path
+) -> None:
+    broker.stop()
+    daemon = start_jameyd(sdir, broker)
+    code, _, health = daemon.get('/health/detailed')
+    assert code == 200
+    assert health['status'] == 'degraded'
+    assert health['checks']['mqtt']['status'] == 'degraded'
+    assert health['checks']['mqtt']['state'] != 'connected'
+    daemon.stop()
+    assert daemon.proc is not None and daemon.proc.returncode == 0
+
+
+def test_two_daemons_share_the_fleet_queue(broker: Broker, sibling: Sibling) -> None:
+    roots = [short_dir(), short_dir()]
+    daemons = [
+        start_jameyd(root, broker, device)
+        for root, device in zip(roots, ('dev-a', 'dev-b'), strict=True)
+    ]
+    try:
+        online(sibling, 'dev-a')
+        online(sibling, 'dev-b')
+        bearer = token(aud='jamey/fleet', permissions=['jamey/fleet/#'])
+        ids = [str(i) for i in range(1000)]
+        for message_id in ids:
+            sibling.request(
+                'jamey/fleet/conscience/evaluate',
+                envelope({'action': 'I will tell the truth'}, message_id),
+                bearer,
+                qos=1,
+            )
+        found = replies(sibling, 1000, timeout=60)
+        by_request = [d['metadata']['correlation_id'] for d in found]
+        assert sorted(by_request) == sorted(ids)  # each exactly once
+        senders = {d['metadata']['client_id'] for d in found}
+        assert senders == {'dev-a', 'dev-b'}
+    finally:
+        for daemon in daemons:
+            daemon.stop()
+        for root in roots:
+            shutil.rmtree(root, ignore_errors=True)
