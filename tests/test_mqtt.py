@@ -6,6 +6,7 @@ import json
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -623,3 +624,103 @@ def test_two_daemons_share_the_fleet_queue(broker: Broker, sibling: Sibling) -> 
             daemon.stop()
         for root in roots:
             shutil.rmtree(root, ignore_errors=True)
+
+
+# -- nothing lost ---------------------------------------------------------
+
+
+def _send_stores(broker: Broker, count: int) -> list[str]:
+    sender = Sibling(broker).connect()
+    try:
+        ids = [f'request-{i}' for i in range(count)]
+        for message_id in ids:
+            sender.request(
+                STORE,
+                envelope(
+                    {'content': f'memory {message_id}', 'layer': 'semantic'}, message_id
+                ),
+                token(),
+            )
+        return ids
+    finally:
+        sender.close()
+
+
+def _each_answered_once(receiver: Sibling, ids: list[str], timeout: float) -> None:
+    """Every request answered; a reply that arrives twice (its PUBACK was
+    lost in the outage) is the same reply, never a second answer."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = receiver.documents(REPLIES)
+        answered = {d['metadata']['correlation_id'] for d in found}
+        if answered >= set(ids) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    answers: dict[str, set[str]] = {}
+    for document in found:
+        answers.setdefault(document['metadata']['correlation_id'], set()).add(
+            document['message_id']
+        )
+    assert sorted(answers) == sorted(ids)
+    assert all(len(replies) == 1 for replies in answers.values())
+
+
+def wait_drained(daemon: Jameyd) -> dict[str, Any]:
+    """The MQTT check once the broker acknowledged the whole outbox."""
+    deadline = time.monotonic() + 10
+    while True:
+        _, _, health = daemon.get('/health/detailed')
+        check = dict(health['checks']['mqtt'])
+        if check['outbox_depth'] == 0 or time.monotonic() > deadline:
+            assert check['outbox_depth'] == 0
+            assert check['outbox_oldest_s'] is None
+            return check
+        time.sleep(0.05)
+
+
+def test_nothing_is_lost_while_the_broker_is_away(broker: Broker, sdir: Path) -> None:
+    receiver = Sibling(broker, 'receiver').connect(REPLIES, clean=False)
+    daemon = start_jameyd(sdir, broker)
+    try:
+        ids = _send_stores(broker, 1000)
+        broker.stop()
+        time.sleep(2)
+        _, _, health = daemon.get('/health/detailed')
+        check = health['checks']['mqtt']
+        assert check['state'] != 'connected'
+        assert check['outbox_depth'] > 0  # replies made while the broker is away
+        print('outbox while the broker is away:', check['outbox_depth'])
+        assert check['outbox_oldest_s'] > 0
+        time.sleep(28)
+        broker.start()
+        _each_answered_once(receiver, ids, timeout=120)
+        assert memory_count(daemon) == 1000
+        check = wait_drained(daemon)
+        assert check['reconnects'] >= 1
+    finally:
+        receiver.close()
+        daemon.stop()
+
+
+def test_nothing_is_lost_across_a_sigkill_of_jameyd(broker: Broker, sdir: Path) -> None:
+    receiver = Sibling(broker, 'receiver').connect(REPLIES, clean=False)
+    daemon = start_jameyd(sdir, broker)
+    try:
+        sending = threading.Thread(target=_send_stores, args=(broker, 1000))
+        sending.start()
+        receiver.wait_for(50, where=lambda m: m.topic == REPLIES)
+        daemon.signal(signal.SIGKILL)
+        daemon.wait()
+        sending.join()
+        ids = [f'request-{i}' for i in range(1000)]
+        answered = {
+            d['metadata']['correlation_id'] for d in receiver.documents(REPLIES)
+        }
+        assert len(answered) < 1000  # killed mid-way
+        daemon = start_jameyd(sdir, broker)
+        _each_answered_once(receiver, ids, timeout=60)
+        assert memory_count(daemon) == 1000
+        wait_drained(daemon)
+    finally:
+        receiver.close()
+        daemon.stop()
