@@ -19,7 +19,9 @@ from conftest import Jameyd
 from conftest import request
 from conftest import short_dir
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from cryptography.hazmat.primitives.asymmetric import rsa
 from mqtt_broker import HOST
 from mqtt_broker import PASSWORD
 from mqtt_broker import SECRET
@@ -30,7 +32,10 @@ from mqtt_broker import token
 
 from jamey import config
 from jamey.errors import ConfigError
+from jamey.mqtt.connection import TOKEN_LIFETIME_S
 from jamey.mqtt.connection import Backoff
+from jamey.mqtt.connection import Login
+from jamey.mqtt.tokens import DeviceSigner
 from jamey.mqtt.tokens import trusted_keys
 from jamey.mqtt.topics import Topics
 from jamey.mqtt.topics import covers
@@ -724,3 +729,45 @@ def test_nothing_is_lost_across_a_sigkill_of_jameyd(broker: Broker, sdir: Path) 
     finally:
         receiver.close()
         daemon.stop()
+
+
+@pytest.mark.parametrize('curve', ['ed25519', 'p256'])
+def test_the_broker_password_is_a_short_jwt_for_this_device(curve: str) -> None:
+    private: Any = (
+        ed25519.Ed25519PrivateKey.generate()
+        if curve == 'ed25519'
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    signer = DeviceSigner(pem, 'dev-a', TOKEN_LIFETIME_S)
+    algorithm = {'ed25519': 'EdDSA', 'p256': 'ES256'}[curve]
+    claims = jwt.decode(signer.token(), private.public_key(), algorithms=[algorithm])
+    assert claims['sub'] == 'dev-a'
+    assert 0 < claims['exp'] - time.time() <= TOKEN_LIFETIME_S
+    with pytest.raises(ConfigError, match='jwt_key_file'):
+        DeviceSigner(b'not a key', 'dev-a', TOKEN_LIFETIME_S)
+    rsa_pem = rsa.generate_private_key(65537, 2048).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(ConfigError, match='only Ed25519 and P-256'):
+        DeviceSigner(rsa_pem, 'dev-a', TOKEN_LIFETIME_S)
+
+
+def test_auth_modes_need_their_files(broker: Broker) -> None:
+    env = broker.jameyd_env('dev-a')
+    for auth, missing in (
+        ('jwt', 'jwt_key_file'),
+        ('certificate', 'cert_file'),
+    ):
+        settings = config.load(None, {**env, 'JAMEY_MQTT_AUTH': auth})
+        with pytest.raises(ConfigError, match=missing):
+            Login(settings.mqtt, {})
+    settings = config.load(None, {**env, 'JAMEY_MQTT_PASSWORD_FILE': ''})
+    with pytest.raises(ConfigError, match='password_file'):
+        Login(settings.mqtt, {})

@@ -60,6 +60,7 @@ SESSION_EXPIRY_S = 3600
 RECEIVE_MAXIMUM = 64
 WORKERS = 2
 TICK_S = 1.0
+ACK_BATCH_S = 0.05
 CONNECT_TIMEOUT_S = 10.0
 FORGET_EVERY_S = 60.0
 GOODBYE_TIMEOUT_S = 2.0
@@ -198,9 +199,12 @@ class Bridge:
     # -- the supervisor --------------------------------------------------
 
     def _event(self, *event: Any) -> None:
+        """Queue an event for the supervisor. Acknowledgements do not wake
+        it: it removes them from the outbox in batches (see _take_events)."""
         with self._wake:
             self._events.append(event)
-            self._wake.notify_all()
+            if event[0] != 'ack':
+                self._wake.notify_all()
 
     def _supervise(self) -> None:
         attempt = 0
@@ -299,11 +303,13 @@ class Bridge:
                 self._tick(client)
 
     def _take_events(self) -> list[tuple[Any, ...]]:
-        """Wait for events (at most a tick); acknowledgements are applied at
-        once, the others returned."""
+        """Wait for events (at most a tick, or ACK_BATCH_S while
+        acknowledgements wait); acknowledgements are applied, the others
+        returned. One removal per batch instead of one commit per PUBACK,
+        which would contend with the workers for the write lock."""
         with self._wake:
-            if not self._events and not self._stopping:
-                self._wake.wait(TICK_S)
+            if not self._stopping and all(e[0] == 'ack' for e in self._events):
+                self._wake.wait(ACK_BATCH_S if self._events else TICK_S)
             events = list(self._events)
             self._events.clear()
         acks = [e for e in events if e[0] == 'ack']
