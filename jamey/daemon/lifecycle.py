@@ -14,11 +14,11 @@ import time
 from collections.abc import Callable
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jamey import __version__
 from jamey import config
 from jamey import logs
-from jamey import mqtt
 from jamey.api import create_app
 from jamey.conscience import Conscience
 from jamey.daemon.listener import UnixListener
@@ -39,6 +39,9 @@ from jamey.storage import DATABASE_NAME
 from jamey.storage import Database
 from jamey.storage import StateLock
 from jamey.storage import private_directory
+
+if TYPE_CHECKING:
+    from jamey.mqtt import Bridge
 
 log = logging.getLogger('jamey.daemon')
 # With no watchdog, the loop still wakes now and then so waitress can close
@@ -94,7 +97,7 @@ class Daemon:
         self._listener: UnixListener | None = None
         self._memories: MemoryStore | None = None
         self._soul: Soul | None = None
-        self._mqtt: mqtt.Bridge | None = None
+        self._mqtt: Bridge | None = None
 
     def start(self) -> None:
         """Bring every part up in dependency order, then tell systemd.
@@ -133,6 +136,9 @@ class Daemon:
         self._soul = soul
         soul.start()
         if self.settings.mqtt.enabled:
+            # paho and the JWT code load only on devices with a broker.
+            from jamey import mqtt  # noqa: PLC0415
+
             self._mqtt = mqtt.bridge(
                 self.settings,
                 self.environ,
