@@ -35,6 +35,7 @@ from jamey.errors import ConfigError
 from jamey.mqtt.connection import TOKEN_LIFETIME_S
 from jamey.mqtt.connection import Backoff
 from jamey.mqtt.connection import Login
+from jamey.mqtt.outbox import Outbox
 from jamey.mqtt.tokens import DeviceSigner
 from jamey.mqtt.tokens import trusted_keys
 from jamey.mqtt.topics import Topics
@@ -771,3 +772,34 @@ def test_auth_modes_need_their_files(broker: Broker) -> None:
     settings = config.load(None, {**env, 'JAMEY_MQTT_PASSWORD_FILE': ''})
     with pytest.raises(ConfigError, match='password_file'):
         Login(settings.mqtt, {})
+
+
+def test_the_outbox_keeps_order_and_forgets_answers_after_ten_minutes(
+    db: Any,
+) -> None:
+    now = [1_000_000.0]
+    outbox = Outbox(db, clock=lambda: now[0])
+    assert outbox.depth() == (0, None)
+    with db.transaction():
+        for i in range(3):
+            outbox.add('replies/x', f'{i}'.encode(), None if i else b'corr')
+    with pytest.raises(RuntimeError), db.transaction():  # rolled back with its change
+        outbox.add('replies/x', b'lost', None)
+        raise RuntimeError
+    now[0] += 5
+    rows = outbox.after(0)
+    assert [r.payload for r in rows] == [b'0', b'1', b'2']
+    assert rows[0].correlation == b'corr'
+    assert outbox.depth() == (3, 5.0)
+    assert [r.payload for r in outbox.after(rows[0].id)] == [b'1', b'2']
+    outbox.remove([rows[1].id])
+    assert [r.payload for r in outbox.after(0)] == [b'0', b'2']
+    outbox.remember('sibling', 'm-1', b'reply')
+    assert outbox.answered('sibling', 'm-1') == b'reply'
+    assert outbox.answered('other', 'm-1') is None
+    now[0] += 599
+    assert outbox.forget_answered() == 0
+    assert outbox.answered('sibling', 'm-1') == b'reply'
+    now[0] += 2
+    assert outbox.answered('sibling', 'm-1') is None
+    assert outbox.forget_answered() == 1
