@@ -29,6 +29,8 @@ from mqtt_broker import Broker
 from mqtt_broker import Sibling
 from mqtt_broker import envelope
 from mqtt_broker import token
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from jamey import config
 from jamey.errors import ConfigError
@@ -803,3 +805,24 @@ def test_the_outbox_keeps_order_and_forgets_answers_after_ten_minutes(
     now[0] += 2
     assert outbox.answered('sibling', 'm-1') is None
     assert outbox.forget_answered() == 1
+
+
+def test_a_retained_request_is_not_replayed_at_the_next_subscribe(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    daemon = start_jameyd(sdir, broker)
+    online(sibling, 'dev-a')
+    body = envelope({'content': 'kept once', 'layer': 'semantic'}, 'retained-1')
+    properties = Properties(PacketTypes.PUBLISH)
+    properties.ResponseTopic = REPLIES
+    properties.UserProperty = [('authorization', f'Bearer {token()}')]
+    sibling.client.publish(
+        STORE, body, qos=1, retain=True, properties=properties
+    ).wait_for_publish(10)
+    assert 'id' in replies(sibling, 1)[0]['payload']  # live delivery: applied
+    daemon.stop()
+    daemon = start_jameyd(sdir, broker)
+    replayed = replies(sibling, 2)[1]['payload']
+    assert (replayed['error'], replayed['reason']) == ('bad_request', 'retained')
+    assert memory_count(daemon) == 1
+    daemon.stop()

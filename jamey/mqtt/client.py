@@ -472,6 +472,11 @@ class Bridge:
         request_id: str | None = None
         try:
             reply_to = self._reply_topic(properties)
+            if message.retain:
+                # A retained request would be replayed at every subscribe.
+                raise RefusedError(
+                    'bad_request', 'retained', 'Requests must not be retained.'
+                )
             claims = self.verifier.claims(_authorization(properties), message.topic)
             request = parse_request(message.payload)
             request_id = request.message_id
