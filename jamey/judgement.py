@@ -9,7 +9,6 @@ from typing import Any
 
 from jamey import validation
 from jamey.conscience import Conscience
-from jamey.errors import InputError
 from jamey.soul import Soul
 
 REQUEST_FIELDS = ('action', 'entity')
@@ -25,8 +24,7 @@ def judge_request(conscience: Conscience, soul: Soul, body: Any) -> dict[str, An
     """
     body = validation.require_object(body)
     validation.reject_unknown(body, REQUEST_FIELDS)
-    if 'action' not in body:
-        raise InputError('action', 'required', 'action is required.')
+    validation.require_fields(body, ('action',))
     return judge(conscience, soul, body['action'], body.get('entity'))
 
 

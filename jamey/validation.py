@@ -67,6 +67,13 @@ def reject_unknown(body: Mapping[str, Any], allowed: Iterable[str]) -> None:
         raise InputError(unknown[0], 'unknown_field', f'Unknown field {unknown[0]!r}.')
 
 
+def require_fields(body: Mapping[str, Any], fields: Iterable[str]) -> None:
+    """Each of ``fields`` is present (a null counts as present)."""
+    for field in fields:
+        if field not in body:
+            raise InputError(field, 'required', f'{field} is required.')
+
+
 def text(field: str, value: Any, max_chars: int, *, required: bool = True) -> str:
     """A string of 1..max_chars characters without control characters."""
     if not isinstance(value, str):

@@ -47,9 +47,7 @@ def parse_request(raw: bytes | bytearray) -> Request:
     try:
         body = validation.require_object(validation.json_document(bytes(raw)))
         validation.reject_unknown(body, FIELDS)
-        for required in ('message_id', 'payload'):
-            if required not in body:
-                raise InputError(required, 'required', f'{required} is required.')
+        validation.require_fields(body, ('message_id', 'payload'))
         message_id = validation.text('message_id', body['message_id'], MAX_ID_CHARS)
         if not isinstance(body['payload'], dict):
             raise InputError('payload', 'wrong_type', 'payload must be an object.')

@@ -36,8 +36,7 @@ def handlers(
 
     def query(payload: dict[str, Any]) -> dict[str, Any]:
         validation.reject_unknown(payload, QUERY_FIELDS)
-        if 'q' not in payload:
-            raise InputError('q', 'required', 'q is required.')
+        validation.require_fields(payload, ('q',))
         q = validation.text('q', payload['q'], memory.MAX_CONTENT_CHARS, required=False)
         limit = payload.get('limit', DEFAULT_LIMIT)
         if isinstance(limit, bool) or not isinstance(limit, int):
