@@ -9,6 +9,7 @@ not be expired, must name this device or the fleet as its audience, and its
 """
 
 import re
+import threading
 import time
 from typing import Any
 from typing import NamedTuple
@@ -25,6 +26,7 @@ from jamey.mqtt.topics import covers
 MIN_SECRET_BYTES = 32
 MAX_TOKEN_CHARS = 8192
 MAX_PERMISSIONS = 64
+CACHED_TOKENS = 256
 _PEM_BLOCK = re.compile(
     rb'-----BEGIN PUBLIC KEY-----.+?-----END PUBLIC KEY-----', re.DOTALL
 )
@@ -93,6 +95,11 @@ class Verifier:
         self.keys = keys
         self.audiences = audiences
         self.leeway_s = leeway_s
+        # A sibling sends many requests with one token: its signature is
+        # checked once (that is most of the cost of a request), and the
+        # token is trusted until its exp, like one checked each time.
+        self._verified: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
 
     def claims(self, authorization: str | None, topic: str) -> dict[str, Any]:
         """The verified claims of a request that may use ``topic``.
@@ -102,7 +109,28 @@ class Verifier:
                 signature, expired, wrong audience, ...) or ``forbidden``
                 (the permissions do not cover the topic).
         """
-        token = self._bearer(authorization)
+        claims = self._claims(self._bearer(authorization))
+        if not any(covers(p, topic) for p in self._permissions(claims)):
+            raise RefusedError(
+                'forbidden',
+                'not_permitted',
+                'The token does not permit requests on this topic.',
+            )
+        return claims
+
+    def _claims(self, token: str) -> dict[str, Any]:
+        with self._lock:
+            known = self._verified.get(token)
+        if known is not None and time.time() < known['exp'] + self.leeway_s:
+            return known
+        claims = self._verify(token)
+        with self._lock:
+            if len(self._verified) >= CACHED_TOKENS:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             algorithm = jwt.get_unverified_header(token).get('alg')
         except jwt.InvalidTokenError:
@@ -113,14 +141,7 @@ class Verifier:
                 'algorithm_not_accepted',
                 f'Tokens signed with {str(algorithm)[:16]!r} are not accepted.',
             )
-        claims = self._decode(token, str(algorithm), candidates)
-        if not any(covers(p, topic) for p in self._permissions(claims)):
-            raise RefusedError(
-                'forbidden',
-                'not_permitted',
-                'The token does not permit requests on this topic.',
-            )
-        return claims
+        return self._decode(token, str(algorithm), candidates)
 
     @staticmethod
     def _bearer(authorization: str | None) -> str:
