@@ -32,6 +32,8 @@ HOST = '127.0.0.1'
 PASSWORD = 'broker-password-of-tests'  # noqa: S105 - a test broker's
 SECRET = b'fleet-secret-of-the-tests-0123456789abcdef'
 USERS = ('tester', 'dev-a', 'dev-b')
+# The client certificate's name: the user name on the certificate listener.
+CLIENT_CN = 'dev-c'
 # Devices may use their own topics, the fleet queue and reply topics; the
 # tester (the sibling) may use everything.
 ACL = """\
@@ -85,7 +87,7 @@ def make_pki(directory: Path) -> dict[str, Path]:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
             x509.CertificateBuilder()
-            .subject_name(_name(name))
+            .subject_name(_name(CLIENT_CN if name == 'client' else name))
             .issuer_name(ca.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
@@ -113,6 +115,7 @@ class Broker:
     def __init__(self, directory: Path) -> None:
         self.dir = directory
         self.port = free_port()
+        self.cert_port = free_port()
         self.pki = make_pki(directory)
         self.proc: subprocess.Popen[bytes] | None = None
         passwords = directory / 'passwords'
@@ -134,6 +137,10 @@ class Broker:
             f'listener {self.port} {HOST}\ncafile {self.pki["ca"]}\n'
             f'certfile {self.pki["server"]}\nkeyfile {self.pki["server_key"]}\n'
             'tls_version tlsv1.3\n'
+            f'listener {self.cert_port} {HOST}\ncafile {self.pki["ca"]}\n'
+            f'certfile {self.pki["server"]}\nkeyfile {self.pki["server_key"]}\n'
+            'tls_version tlsv1.3\nrequire_certificate true\n'
+            'use_identity_as_username true\n'
         )
 
     def start(self) -> 'Broker':

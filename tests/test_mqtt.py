@@ -826,3 +826,58 @@ def test_a_retained_request_is_not_replayed_at_the_next_subscribe(
     assert (replayed['error'], replayed['reason']) == ('bad_request', 'retained')
     assert memory_count(daemon) == 1
     daemon.stop()
+
+
+def test_a_client_certificate_is_the_identity_with_auth_certificate(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    env = {
+        **broker.jameyd_env('dev-c'),
+        'JAMEY_MQTT_PORT': str(broker.cert_port),
+        'JAMEY_MQTT_AUTH': 'certificate',
+        'JAMEY_MQTT_USERNAME': '',
+        'JAMEY_MQTT_PASSWORD_FILE': '',
+        'JAMEY_MQTT_CERT_FILE': str(broker.pki['client']),
+        'JAMEY_MQTT_KEY_FILE': str(broker.pki['client_key']),
+    }
+    daemon = Jameyd(sdir, env=env).start()
+    try:
+        online(sibling, 'dev-c')
+        reply = ask(
+            sibling,
+            'jamey/dev-c/conscience/evaluate',
+            {'action': 'I will tell the truth'},
+            token(aud='dev-c'),
+        )
+        assert reply['payload']['verdict'] == 'allow'
+    finally:
+        daemon.stop()
+
+
+def test_without_a_client_certificate_the_broker_refuses_and_jameyd_retries(
+    broker: Broker, sdir: Path
+) -> None:
+    env = {**broker.jameyd_env('dev-a'), 'JAMEY_MQTT_PORT': str(broker.cert_port)}
+    daemon = start_jameyd(sdir, broker, **env)
+    deadline = time.monotonic() + 10
+    while 'mqtt.connect_failed' not in daemon.log_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    _, _, health = daemon.get('/health/detailed')
+    assert health['checks']['mqtt']['state'] == 'disconnected'
+    daemon.stop()
+
+
+def test_a_remembered_token_is_refused_once_it_expires(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    daemon = start_jameyd(sdir, broker, JAMEY_AUTH_JWT_LEEWAY_S='0')
+    try:
+        online(sibling, 'dev-a')
+        short = token(exp_in=1.5)
+        assert 'verdict' in ask(sibling, EVALUATE, {'action': 'hi'}, short)['payload']
+        time.sleep(2)
+        refused = ask(sibling, EVALUATE, {'action': 'hi'}, short)['payload']
+        assert (refused['error'], refused['reason']) == ('invalid_token', 'expired')
+    finally:
+        daemon.stop()

@@ -272,14 +272,17 @@ class Bridge:
                 properties=properties,
             )
         except (OSError, ValueError) as exc:
-            self.state = 'disconnected'
-            log.warning(
-                'mqtt.connect_failed',
-                extra={'broker': f'{self.host}:{self.port}', 'error': str(exc)},
-            )
+            self._connect_failed(str(exc))
             return None
         client.loop_start()
         return client
+
+    def _connect_failed(self, error: str) -> None:
+        self.state = 'disconnected'
+        log.warning(
+            'mqtt.connect_failed',
+            extra={'broker': f'{self.host}:{self.port}', 'error': error},
+        )
 
     def _serve_connection(self, client: paho.Client) -> bool:
         """Handle one connection's events until it ends; True if the broker
@@ -292,6 +295,10 @@ class Bridge:
                 if event_generation != generation:
                     continue
                 if kind == 'gone':
+                    if not accepted:
+                        # TLS 1.3 refuses a client certificate only after
+                        # the handshake: the first read finds it closed.
+                        self._connect_failed('closed before the broker accepted it')
                     self._disconnected()
                     return accepted
                 if kind == 'subscribed':
@@ -329,7 +336,10 @@ class Bridge:
                 self._goodbye(client)
             return True
         if not accepted:
-            return time.monotonic() - opened > CONNECT_TIMEOUT_S
+            if time.monotonic() - opened <= CONNECT_TIMEOUT_S:
+                return False
+            self._connect_failed('the broker did not answer the CONNECT')
+            return True
         if self._refresh_at is not None and time.monotonic() >= self._refresh_at:
             log.info('mqtt.token_refresh')
             return True
