@@ -33,7 +33,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from jamey import config
+from jamey import mqtt
+from jamey.conscience import Conscience
 from jamey.errors import ConfigError
+from jamey.memory import MemoryStore
 from jamey.mqtt.connection import TOKEN_LIFETIME_S
 from jamey.mqtt.connection import Backoff
 from jamey.mqtt.connection import Login
@@ -42,6 +45,7 @@ from jamey.mqtt.tokens import DeviceSigner
 from jamey.mqtt.tokens import trusted_keys
 from jamey.mqtt.topics import Topics
 from jamey.mqtt.topics import covers
+from jamey.soul import Soul
 
 EVALUATE = 'jamey/dev-a/conscience/evaluate'
 STORE = 'jamey/dev-a/memory/store'
@@ -881,3 +885,40 @@ def test_a_remembered_token_is_refused_once_it_expires(
         assert (refused['error'], refused['reason']) == ('invalid_token', 'expired')
     finally:
         daemon.stop()
+
+
+def test_the_outbox_goes_out_in_order_across_an_outage(
+    broker: Broker, sibling: Sibling, tmp_path: Path, db: Any
+) -> None:
+    settings = config.load(None, broker.jameyd_env('dev-a'))
+    bridge = mqtt.bridge(
+        settings,
+        {},
+        db,
+        Conscience(db),
+        Soul(db),
+        MemoryStore(db, tmp_path / 'index'),
+    )
+    outbox = Outbox(db)
+    for i in range(300):
+        outbox.add(REPLIES, str(i).encode(), None)
+    bridge.start()
+    try:
+        first = sibling.wait_for(300, where=lambda m: m.topic == REPLIES)
+        assert [int(m.payload) for m in first] == list(range(300))
+        broker.stop()
+        for i in range(300, 600):
+            outbox.add(REPLIES, str(i).encode(), None)
+        assert bridge.stats()['outbox_depth'] >= 300
+        broker.start()
+        arrived = sibling.wait_for(600, timeout=30, where=lambda m: m.topic == REPLIES)
+        numbers = [int(m.payload) for m in arrived]
+        firsts = list(dict.fromkeys(numbers))  # a resend may repeat, never reorder
+        assert firsts == list(range(600))
+        deadline = time.monotonic() + 10
+        while bridge.stats()['outbox_depth'] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert bridge.stats()['outbox_depth'] == 0
+        assert bridge.stats()['reconnects'] == 1
+    finally:
+        bridge.stop(1.0)
