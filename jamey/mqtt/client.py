@@ -203,12 +203,13 @@ class Bridge:
     # -- the supervisor --------------------------------------------------
 
     def _event(self, *event: Any) -> None:
-        """Queue an event for the supervisor. Acknowledgements do not wake
-        it: it removes them from the outbox in batches (see _take_events)."""
+        """Queue an event for the supervisor. Only the first of a run of
+        acknowledgements wakes it: it removes them from the outbox in
+        batches (see _take_events)."""
         with self._wake:
-            self._events.append(event)
-            if event[0] != 'ack':
+            if event[0] != 'ack' or not self._events:
                 self._wake.notify_all()
+            self._events.append(event)
 
     def _supervise(self) -> None:
         attempt = 0
@@ -314,13 +315,16 @@ class Bridge:
                 self._tick(client)
 
     def _take_events(self) -> list[tuple[Any, ...]]:
-        """Wait for events (at most a tick, or ACK_BATCH_S while
-        acknowledgements wait); acknowledgements are applied, the others
+        """Wait for events (at most a tick), and for ACK_BATCH_S more
+        while only acknowledgements came; they are applied, the others
         returned. One removal per batch instead of one commit per PUBACK,
         which would contend with the workers for the write lock."""
         with self._wake:
-            if not self._stopping and all(e[0] == 'ack' for e in self._events):
-                self._wake.wait(ACK_BATCH_S if self._events else TICK_S)
+            if not self._stopping and not self._events:
+                self._wake.wait(TICK_S)
+            only_acks = all(e[0] == 'ack' for e in self._events)
+            if not self._stopping and self._events and only_acks:
+                self._wake.wait(ACK_BATCH_S)  # cut short by any other event
             events = list(self._events)
             self._events.clear()
         acks = [e for e in events if e[0] == 'ack']
