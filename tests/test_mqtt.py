@@ -778,6 +778,10 @@ def test_auth_modes_need_their_files(broker: Broker) -> None:
     settings = config.load(None, {**env, 'JAMEY_MQTT_PASSWORD_FILE': ''})
     with pytest.raises(ConfigError, match='password_file'):
         Login(settings.mqtt, {})
+    Path(env['JAMEY_MQTT_PASSWORD_FILE']).write_bytes(b'\xff\xfe')
+    settings = config.load(None, env)
+    with pytest.raises(ConfigError, match='not UTF-8'):
+        Login(settings.mqtt, {})
 
 
 def test_the_outbox_keeps_order_and_forgets_answers_after_ten_minutes(

@@ -79,7 +79,10 @@ class Login:
             if not mqtt.password_file:
                 raise ConfigError('mqtt.auth = "password" needs mqtt.password_file')
             secret = config.read_secret(mqtt.password_file, environ)
-            self._password = secret.rstrip(b'\r\n').decode('utf-8', 'strict')
+            try:
+                self._password = secret.rstrip(b'\r\n').decode()
+            except UnicodeDecodeError:
+                raise ConfigError('mqtt.password_file is not UTF-8 text') from None
         elif not (mqtt.cert_file and mqtt.key_file):
             raise ConfigError(
                 'mqtt.auth = "certificate" needs mqtt.cert_file and mqtt.key_file'
