@@ -21,7 +21,6 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -65,7 +64,6 @@ CONNECT_TIMEOUT_S = 10.0
 FORGET_EVERY_S = 60.0
 GOODBYE_TIMEOUT_S = 2.0
 CAPABILITIES = list(REQUESTS)
-DEFAULT_BACKOFF = Backoff()
 
 
 def _no_delay(client: paho.Client, userdata: Any, sock: Any) -> None:
@@ -103,8 +101,6 @@ class Bridge:
         db: Database,
         handlers: dict[str, Handler],
         heartbeat_s: float,
-        backoff: Backoff = DEFAULT_BACKOFF,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.host = host
         self.port = port
@@ -117,9 +113,8 @@ class Bridge:
         self.outbox = Outbox(db)
         self.handlers = handlers
         self.heartbeat_s = heartbeat_s
-        self.backoff = backoff
-        self._clock = clock
-        self._started = clock()
+        self.backoff = Backoff()
+        self._started = time.monotonic()
         self._work: queue.Queue[tuple[paho.Client, paho.MQTTMessage] | None] = (
             queue.Queue()
         )
@@ -376,10 +371,10 @@ class Bridge:
 
     def _disconnected(self) -> None:
         with self._publish_lock:
-            if self._client is not None:
+            if self._client is not None and not self._stopping:
                 log.warning('mqtt.disconnected')
             self._client = None
-            self.state = 'disconnected' if not self._stopping else 'stopped'
+            self.state = 'stopped' if self._stopping else 'disconnected'
 
     def _late_acks(self) -> None:
         """Acknowledgements that came after the connection was given up:
@@ -411,7 +406,7 @@ class Bridge:
                 self.outbox.remove(done)
 
     def _tick(self, client: paho.Client) -> None:
-        now = self._clock()
+        now = time.monotonic()
         if self.heartbeat_s and now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_s
             beat = {'uptime_s': round(now - self._started, 3)}
