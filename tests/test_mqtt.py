@@ -926,3 +926,21 @@ def test_the_outbox_goes_out_in_order_across_an_outage(
         assert bridge.stats()['reconnects'] == 1
     finally:
         bridge.stop(1.0)
+
+
+def test_a_reply_the_broker_refuses_leaves_the_outbox_and_is_counted(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    sibling.request(
+        EVALUATE, envelope({'action': 'hi'}), token(), reply_to='elsewhere/x'
+    )
+    deadline = time.monotonic() + 10
+    while True:
+        _, _, health = dev_a.get('/health/detailed')
+        refused = health['checks']['mqtt']['refused']
+        if refused or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert refused == {'broker/Not_authorized': 1}  # PUBACK 0x87 (ACL)
+    wait_drained(dev_a)
+    assert ask(sibling, EVALUATE, {'action': 'hi'})['payload']['verdict'] == 'allow'
