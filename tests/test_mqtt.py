@@ -2,6 +2,9 @@
 jameyd processes: requests, tokens, payloads, the outbox across a broker
 outage and a SIGKILL, and the fleet queue shared by two daemons."""
 
+import base64
+import hashlib
+import hmac
 import json
 import shutil
 import signal
@@ -944,3 +947,57 @@ def test_a_reply_the_broker_refuses_leaves_the_outbox_and_is_counted(
     assert refused == {'broker/Not_authorized': 1}  # PUBACK 0x87 (ACL)
     wait_drained(dev_a)
     assert ask(sibling, EVALUATE, {'action': 'hi'})['payload']['verdict'] == 'allow'
+
+
+def _hs256_by_hand(claims: dict[str, Any], secret: bytes) -> str:
+    """An HS256 token pyjwt refuses to make (a PEM key as the secret)."""
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b'=').decode()
+
+    header = b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())
+    signing_input = f'{header}.{b64(json.dumps(claims).encode())}'
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f'{signing_input}.{b64(mac)}'
+
+
+def test_fleet_public_keys_verify_eddsa_and_es256_tokens(
+    broker: Broker, sibling: Sibling, sdir: Path, tmp_path: Path
+) -> None:
+    ed = ed25519.Ed25519PrivateKey.generate()
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    pem = b''.join(
+        k.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        for k in (ed, p256)
+    )
+    keys = tmp_path / 'fleet-keys.pem'
+    keys.write_bytes(pem)
+    keys.chmod(0o644)  # public: no secrecy needed
+    daemon = start_jameyd(
+        sdir,
+        broker,
+        JAMEY_MQTT_TRUST_SECRET_FILE='',
+        JAMEY_MQTT_TRUST_KEYS_FILE=str(keys),
+    )
+    try:
+        online(sibling, 'dev-a')
+        for key, algorithm in ((ed, 'EdDSA'), (p256, 'ES256')):
+            bearer = token(key=key, algorithm=algorithm)
+            assert (
+                'verdict' in ask(sibling, EVALUATE, {'action': 'hi'}, bearer)['payload']
+            )
+        other = ed25519.Ed25519PrivateKey.generate()
+        forged = ask(
+            sibling, EVALUATE, {'action': 'hi'}, token(key=other, algorithm='EdDSA')
+        )
+        assert forged['payload']['reason'] == 'bad_signature'
+        # The public key used as an HMAC secret: no key accepts HS256 here.
+        confused = _hs256_by_hand(
+            {'aud': 'dev-a', 'exp': int(time.time()) + 60, 'permissions': ['#']}, pem
+        )
+        refused = ask(sibling, EVALUATE, {'action': 'hi'}, confused)['payload']
+        assert refused['reason'] == 'algorithm_not_accepted'
+    finally:
+        daemon.stop()

@@ -8,9 +8,11 @@ the client itself (``client``).
 """
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from jamey import config
 from jamey.conscience import Conscience
+from jamey.errors import ConfigError
 from jamey.memory import MemoryStore
 from jamey.mqtt.client import Bridge
 from jamey.mqtt.connection import Login
@@ -26,8 +28,16 @@ from jamey.storage import Database
 __all__ = ['Bridge', 'bridge']
 
 
-def _optional_secret(value: str, environ: Mapping[str, str]) -> bytes | None:
-    return config.read_secret(value, environ) if value else None
+def _public_keys(value: str) -> bytes | None:
+    """Public keys need no secrecy: any readable file will do."""
+    if not value:
+        return None
+    try:
+        return Path(value).read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f'cannot read mqtt.trust_keys_file {value}: {exc.strerror}'
+        ) from None
 
 
 def bridge(
@@ -45,9 +55,10 @@ def bridge(
             unusable certificate, no fleet keys to check requests with).
     """
     mqtt = settings.mqtt
+    secret = mqtt.trust_secret_file
     keys = trusted_keys(
-        _optional_secret(mqtt.trust_secret_file, environ),
-        _optional_secret(mqtt.trust_keys_file, environ),
+        config.read_secret(secret, environ) if secret else None,
+        _public_keys(mqtt.trust_keys_file),
     )
     audiences = [mqtt.device_id, f'{mqtt.prefix}/{FLEET}']
     return Bridge(
