@@ -1001,3 +1001,40 @@ def test_fleet_public_keys_verify_eddsa_and_es256_tokens(
         assert refused['reason'] == 'algorithm_not_accepted'
     finally:
         daemon.stop()
+
+
+def test_auth_jwt_logs_in_with_a_fresh_token_each_time(
+    broker: Broker, tmp_path: Path
+) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    key_file = tmp_path / 'device.key'
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    env = {
+        **broker.jameyd_env('dev-a'),
+        'JAMEY_MQTT_AUTH': 'jwt',
+        'JAMEY_MQTT_USERNAME': '',
+        'JAMEY_MQTT_JWT_KEY_FILE': str(key_file),
+    }
+    login = Login(config.load(None, env).mqtt, {})
+    username, password, refresh_at = login.credentials()
+    assert username == 'dev-a'
+    assert password is not None
+    assert refresh_at is not None
+    claims = jwt.decode(password, key.public_key(), algorithms=['ES256'])
+    assert claims['sub'] == 'dev-a'
+    # Logs in again when 80% of the token's life has passed, before exp.
+    lifetime = claims['exp'] - claims['iat']
+    assert refresh_at - time.monotonic() == pytest.approx(0.8 * lifetime, abs=2)
+    again = login.credentials()[1]
+    assert again is not None
+    assert again != password  # signed anew at every login
+    key_file.chmod(0o640)
+    with pytest.raises(ConfigError, match='chmod 600'):
+        Login(config.load(None, env).mqtt, {})
