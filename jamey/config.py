@@ -426,6 +426,71 @@ class VaultSettings:
             )
 
 
+def _mqtt_name(value: str) -> str | None:
+    """A device id or prefix is one topic level: no wildcards, no separator."""
+    if not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9_.-]{0,63}', value):
+        return 'must be 1-64 letters, digits, dots, dashes or underscores'
+    return None
+
+
+def _device_id(value: str) -> str | None:
+    """``fleet`` is the topic level of the shared work queue."""
+    if value == 'fleet':
+        return 'must not be "fleet" (the topic level of the fleet queue)'
+    return _mqtt_name(value)
+
+
+@dataclass(frozen=True, repr=False)
+class MqttSettings:
+    enabled: bool = setting(False, 'Connect to an MQTT broker')
+    host: str = setting('localhost', 'Host name of the broker (checked by TLS)')
+    port: int = setting(8883, 'TLS port of the broker', minimum=1, maximum=65535)
+    ca_file: str = setting(
+        '',
+        'CA bundle (PEM) that signed the broker (empty: the system CAs)',
+        optional=True,
+    )
+    cert_file: str = setting(
+        '', 'Client certificate (PEM) presented to the broker', optional=True
+    )
+    key_file: str = setting(
+        '', 'Private key (PEM) of the client certificate; a secret file', optional=True
+    )
+    auth: str = setting(
+        'jwt',
+        'How the broker knows this device',
+        choices=('jwt', 'password', 'certificate'),
+    )
+    username: str = setting(
+        '', 'Broker user name (empty: the device id)', optional=True
+    )
+    password_file: str = setting(
+        '', 'Broker password (auth = password); a secret file', optional=True
+    )
+    jwt_key_file: str = setting(
+        '',
+        'Device key (PEM, Ed25519 or P-256) that signs the broker JWT; a secret file',
+        optional=True,
+    )
+    device_id: str = setting(
+        'jamey',
+        'Client id, JWT subject and topic level of this device',
+        check=_device_id,
+    )
+    prefix: str = setting('jamey', 'First topic level of the fleet', check=_mqtt_name)
+    trust_secret_file: str = setting(
+        '', 'HS256 secret of the fleet for request tokens; a secret file', optional=True
+    )
+    trust_keys_file: str = setting(
+        '',
+        'Public keys (PEM, Ed25519 or P-256) of the fleet for request tokens',
+        optional=True,
+    )
+    heartbeat_s: int = setting(
+        60, 'Interval of the heartbeat (s; 0: none)', minimum=0, maximum=86_400
+    )
+
+
 @dataclass(frozen=True, repr=False)
 class LogSettings:
     level: str = setting(
@@ -464,6 +529,7 @@ class Settings:
     memory: MemorySettings = dataclasses.field(default_factory=MemorySettings)
     soul: SoulSettings = dataclasses.field(default_factory=SoulSettings)
     vault: VaultSettings = dataclasses.field(default_factory=VaultSettings)
+    mqtt: MqttSettings = dataclasses.field(default_factory=MqttSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
     daemon: DaemonSettings = dataclasses.field(default_factory=DaemonSettings)
 

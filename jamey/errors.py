@@ -170,3 +170,16 @@ class SnapshotCorruptError(PayloadError):
     """The database snapshot fails SQLite's integrity check."""
 
     code = 'snapshot_corrupt'
+
+
+class RefusedError(JameyError):
+    """An MQTT request that is not executed: ``error`` is ``bad_request``,
+    ``invalid_token`` or ``forbidden``, ``reason`` says which rule it broke."""
+
+    def __init__(
+        self, error: str, reason: str, message: str, field: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.error = error
+        self.reason = reason
+        self.field = field

@@ -19,6 +19,7 @@ from jamey.storage import Database
 
 if TYPE_CHECKING:
     from jamey.memory import MemoryStore
+    from jamey.mqtt import Bridge
     from jamey.vault import Vault
 
 OK = 'ok'
@@ -69,11 +70,13 @@ class HealthChecks:
         memories: 'MemoryStore | None' = None,
         vault: 'Vault | None' = None,
         backup_interval_s: float = 0.0,
+        mqtt: 'Bridge | None' = None,
     ) -> None:
         self.db = db
         self.memories = memories
         self.vault = vault
         self.backup_interval_s = backup_interval_s
+        self.mqtt = mqtt
         self.state_dir = state_dir
         self.thresholds = thresholds
         self._clock = clock
@@ -88,6 +91,8 @@ class HealthChecks:
             checks.append(self._memory_index(self.memories))
         if self.vault is not None and self.backup_interval_s > 0:
             checks.append(self._backups(self.vault, self.backup_interval_s))
+        if self.mqtt is not None:
+            checks.append(self._broker(self.mqtt))
         if any(c.critical and c.status == FAILING for c in checks):
             status = FAILING
         elif any(c.status != OK for c in checks):
@@ -154,6 +159,13 @@ class HealthChecks:
             detail = {'newest': newest.id, 'age_s': round(age)}
         status = OK if age <= 2 * interval_s else DEGRADED
         return Check('vault', status, False, {**detail, 'interval_s': interval_s})
+
+    @staticmethod
+    def _broker(mqtt: 'Bridge') -> Check:
+        """Siblings cannot reach a device away from its broker, but it still
+        guards locally and keeps their replies: degraded, not failing."""
+        status = OK if mqtt.connected else DEGRADED
+        return Check('mqtt', status, False, mqtt.stats())
 
     def _versions(self) -> Check:
         # Imported here: start-up does not need the extension yet.

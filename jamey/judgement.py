@@ -14,6 +14,24 @@ from jamey.audit import AuditLog
 from jamey.conscience import Conscience
 from jamey.soul import Soul
 
+REQUEST_FIELDS = ('action', 'entity')
+
+
+def judge_request(
+    conscience: Conscience, soul: Soul, audit: AuditLog, principal: str, body: Any
+) -> dict[str, Any]:
+    """``judge`` for a request document ``{action, entity?}``, checked alike
+    whichever way it arrived (HTTP body, MQTT payload).
+
+    Raises:
+        InputError: not an object, an unknown field, no action, or what
+            ``judge`` refuses.
+    """
+    body = validation.require_object(body)
+    validation.reject_unknown(body, REQUEST_FIELDS)
+    validation.require_fields(body, ('action',))
+    return judge(conscience, soul, audit, principal, body['action'], body.get('entity'))
+
 
 def judge(
     conscience: Conscience,

@@ -72,6 +72,11 @@ class Retention(NamedTuple):
     max_items: int
 
 
+def search_results(found: list[tuple[Memory, float | None]]) -> dict[str, Any]:
+    """The document a search answers, whichever way it was asked."""
+    return {'memories': [{**m.as_dict(), 'score': score} for m, score in found]}
+
+
 def _metadata(text: str | None) -> dict[str, Any] | None:
     return None if text is None else dict(json.loads(text))
 

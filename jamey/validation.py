@@ -4,12 +4,14 @@ They raise InputError with a stable ``code`` so clients can branch on it
 whichever way a request arrived.
 """
 
+import json
 import math
 import re
 import unicodedata
 from collections.abc import Iterable
 from collections.abc import Mapping
 from typing import Any
+from typing import NoReturn
 
 from jamey.errors import InputError
 
@@ -18,6 +20,39 @@ from jamey.errors import InputError
 _CONTROL = re.compile('[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]')
 SLUG = re.compile(r'[a-z0-9][a-z0-9-]{0,63}')
 MAX_ENTITY_CHARS = 128
+
+
+def _no_constants(name: str) -> NoReturn:
+    # Python's json accepts NaN and Infinity; JSON does not.
+    raise InputError('', 'invalid_json', f'{name} is not valid JSON.')
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in document:
+            raise InputError(key, 'duplicate_field', f'Field {key!r} appears twice.')
+        document[key] = value
+    return document
+
+
+# One decoder for every request: building one per call costs more than
+# parsing a small body.
+_DECODER = json.JSONDecoder(
+    parse_constant=_no_constants, object_pairs_hook=_unique_keys
+)
+
+
+def json_document(raw: bytes) -> Any:
+    """A request body or message as JSON: UTF-8, no duplicate keys, no NaN.
+
+    Raises:
+        InputError: ``invalid_json``, or ``duplicate_field`` naming the key.
+    """
+    try:
+        return _DECODER.decode(raw.decode('utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise InputError('', 'invalid_json', 'The body is not valid JSON.') from None
 
 
 def require_object(body: Any) -> dict[str, Any]:
@@ -30,6 +65,13 @@ def reject_unknown(body: Mapping[str, Any], allowed: Iterable[str]) -> None:
     unknown = sorted(set(body) - set(allowed))
     if unknown:
         raise InputError(unknown[0], 'unknown_field', f'Unknown field {unknown[0]!r}.')
+
+
+def require_fields(body: Mapping[str, Any], fields: Iterable[str]) -> None:
+    """Each of ``fields`` is present (a null counts as present)."""
+    for field in fields:
+        if field not in body:
+            raise InputError(field, 'required', f'{field} is required.')
 
 
 def text(field: str, value: Any, max_chars: int, *, required: bool = True) -> str:

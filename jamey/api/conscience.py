@@ -13,8 +13,7 @@ from jamey.api.openapi import ref
 from jamey.api.openapi import text
 from jamey.audit import AuditLog
 from jamey.conscience import Conscience
-from jamey.errors import InputError
-from jamey.judgement import judge
+from jamey.judgement import judge_request
 from jamey.soul import Soul
 
 _JSON = 'application/json'
@@ -176,17 +175,12 @@ class Evaluate:
         self.audit = audit
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        body = validation.require_object(read_json(req))
-        validation.reject_unknown(body, ('action', 'entity'))
-        if 'action' not in body:
-            raise InputError('action', 'required', 'action is required.')
-        resp.media = judge(
+        resp.media = judge_request(
             self.conscience,
             self.soul,
             self.audit,
             req.context.principal.name,
-            body['action'],
-            body.get('entity'),
+            read_json(req),
         )
 
 

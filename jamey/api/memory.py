@@ -179,9 +179,7 @@ class Memories:
             until=params.get('until'),
             limit=query.whole(params, 'limit', 20),
         )
-        resp.media = {
-            'memories': [{**m.as_dict(), 'score': score} for m, score in found]
-        }
+        resp.media = memory.search_results(found)
 
 
 class MemoryItem:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jamey import __version__
 from jamey import config
@@ -52,6 +53,9 @@ from jamey.storage import StateLock
 from jamey.storage import private_directory
 from jamey.vault import Vault
 from jamey.vault import open_vault
+
+if TYPE_CHECKING:
+    from jamey.mqtt import Bridge
 
 log = logging.getLogger('jamey.daemon')
 # With no watchdog, the loop still wakes now and then so waitress can close
@@ -117,6 +121,7 @@ class Daemon:
         self._soul: Soul | None = None
         self._tls: TlsListener | None = None
         self._vault: Vault | None = None
+        self._mqtt: Bridge | None = None
 
     def start(self) -> None:
         """Bring every part up in dependency order, then tell systemd.
@@ -125,6 +130,7 @@ class Daemon:
             StorageError: the state directory is locked, or the database
                 cannot be opened or migrated.
             ListenerError: the socket cannot be served.
+            ConfigError: ``[mqtt]`` names a key or file that cannot work.
         """
         storage = self.settings.storage
         state_dir = private_directory(storage.state_dir)
@@ -156,6 +162,21 @@ class Daemon:
         self._soul = soul
         soul.start()
         backup_interval_s = self._schedule_backups(self._vault, self._db.path)
+        self._audit = AuditLog(self._db, self.settings.auth.audit_max_entries)
+        if self.settings.mqtt.enabled:
+            # paho and the JWT code load only on devices with a broker.
+            from jamey import mqtt  # noqa: PLC0415
+
+            self._mqtt = mqtt.bridge(
+                self.settings,
+                self.environ,
+                self._db,
+                self.conscience,
+                soul,
+                self._memories,
+                self._audit,
+            )
+            self._mqtt.start()
         self.health = HealthChecks(
             self._db,
             state_dir,
@@ -164,10 +185,10 @@ class Daemon:
             memories=self._memories,
             vault=self._vault,
             backup_interval_s=backup_interval_s,
+            mqtt=self._mqtt,
         )
         api = self.settings.api
         self._tokens = TokenStore(self._db)
-        self._audit = AuditLog(self._db, self.settings.auth.audit_max_entries)
         self._policy = Policy(Authenticator(self._tokens, None))
         self._apply_access()
         app = create_app(
@@ -310,6 +331,10 @@ class Daemon:
                 'daemon.grace_expired',
                 extra={'grace_s': self.settings.daemon.shutdown_grace_s},
             )
+        if self._mqtt is not None:
+            # Replies still in the outbox go out while the broker allows.
+            self._mqtt.stop(self.settings.daemon.shutdown_grace_s)
+            self._mqtt = None
         self.close()
         log.info('daemon.stopped')
         return 0
@@ -359,6 +384,9 @@ class Daemon:
         if self._listener is not None:
             self._listener.close()
             self._listener = None
+        if self._mqtt is not None:
+            self._mqtt.stop(0.0)
+            self._mqtt = None
         if self._vault is not None:
             self._vault.stop()  # a backup in progress gives up cleanly
             self._vault = None
