@@ -19,6 +19,7 @@ from typing import Any
 import jwt
 import pytest
 from conftest import Jameyd
+from conftest import UnixHTTP
 from conftest import request
 from conftest import short_dir
 from cryptography.hazmat.primitives import serialization
@@ -273,6 +274,25 @@ def test_jameyd_connects_over_tls13_and_reports_it(
     assert check['state'] == 'connected'
     assert check['outbox_depth'] == 0
     assert check['last_connect']
+    metrics = metric_values(dev_a)
+    assert metrics['jamey_mqtt_connected'] == 1.0
+    assert metrics['jamey_mqtt_outbox_depth'] == 0.0
+    assert 'jamey_mqtt_outbox_oldest_seconds' not in metrics  # empty
+
+
+def metric_values(daemon: Jameyd) -> dict[str, float]:
+    """The unlabelled samples of /metrics, by name."""
+    conn = UnixHTTP(daemon.socket)
+    try:
+        conn.request('GET', '/metrics')
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return {
+        name: float(value)
+        for name, _, value in (line.partition(' ') for line in text.splitlines())
+        if name and not name.startswith('#') and '{' not in name
+    }
 
 
 # -- requests -----------------------------------------------------------
@@ -613,6 +633,7 @@ def test_jameyd_runs_degraded_while_its_broker_is_away(
     assert health['status'] == 'degraded'
     assert health['checks']['mqtt']['status'] == 'degraded'
     assert health['checks']['mqtt']['state'] != 'connected'
+    assert metric_values(daemon)['jamey_mqtt_connected'] == 0.0
     daemon.stop()
     assert daemon.proc is not None and daemon.proc.returncode == 0
 

@@ -28,6 +28,7 @@ from jamey.access import load_jwt_key
 from jamey.api import create_app
 from jamey.api.access import Policy
 from jamey.api.app import Parts
+from jamey.api.metrics import Gauge
 from jamey.audit import AuditLog
 from jamey.conscience import Conscience
 from jamey.daemon.listener import UnixListener
@@ -88,12 +89,44 @@ def _retention(settings: config.Settings) -> Retention:
     return Retention(ttl, memory.max_items)
 
 
-def _backup_age(vault: Vault) -> Callable[[], float | None]:
-    def age() -> float | None:
+def _gauges(vault: Vault, bridge: 'Bridge | None') -> tuple[Gauge, ...]:
+    """What /metrics reads of the vault and of MQTT when scraped."""
+
+    def backup_age() -> float | None:
         newest = vault.newest()
         return None if newest is None else max(0.0, time.time() - newest.created_s)
 
-    return age
+    gauges: list[Gauge] = [
+        (
+            'jamey_backup_age_seconds',
+            'Age of the newest backup (absent: none yet)',
+            backup_age,
+        )
+    ]
+    if bridge is not None:
+        gauges += [
+            (
+                'jamey_mqtt_connected',
+                'Whether the broker connection is up (1) or not (0)',
+                lambda: float(bridge.state == 'connected'),
+            ),
+            (
+                'jamey_mqtt_outbox_depth',
+                'Messages waiting in the outbox for the broker',
+                lambda: bridge.outbox.depth()[0],
+            ),
+            (
+                'jamey_mqtt_outbox_oldest_seconds',
+                'Age of the oldest message in the outbox (absent: empty)',
+                lambda: bridge.outbox.depth()[1],
+            ),
+            (
+                'jamey_mqtt_reconnects',
+                'Connections to the broker after the first',
+                lambda: bridge.stats()['reconnects'],
+            ),
+        ]
+    return tuple(gauges)
 
 
 class Daemon:
@@ -202,13 +235,7 @@ class Daemon:
                 self._policy,
                 api.max_body_bytes,
                 memory.consistent_timeout_s,
-                gauges=(
-                    (
-                        'jamey_backup_age_seconds',
-                        'Age of the newest backup (absent: none yet)',
-                        _backup_age(self._vault),
-                    ),
-                ),
+                gauges=_gauges(self._vault, self._mqtt),
                 vault=self._vault,
             )
         )
