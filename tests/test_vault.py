@@ -1,6 +1,8 @@
 """The vault on real SQLite files: format, tampering, keys, operations."""
 
+import io
 import itertools
+import json
 import os
 import stat
 import threading
@@ -97,7 +99,7 @@ def test_round_trip_and_listing_from_headers(
     assert report['ok'] and report['chunks'] >= 5
     assert report['schema_version'] == len(storage.bundled_migrations())
     names = [c['name'] for c in report['components']]
-    assert names == ['jamey.db']
+    assert names == ['jamey.db.layout', 'jamey.db.pages', 'jamey.db.page1']
     # Listing needs no key: a vault without one still lists.
     assert [b.id for b in make_vault(tmp_path, None).backups()[0]] == [backup.id]
     # Nothing but the backup and the lock is left in the directory.
@@ -625,3 +627,74 @@ def test_health_reports_the_age_of_the_newest_backup(
     assert 3 * 3600 - 60 < check.detail['age_s'] < 3 * 3600 + 60
     assert vault_check(make_vault(tmp_path, None), 2 * 3600).status == OK
     db.close()
+
+
+def _payload(*members: tuple[str, bytes]) -> io.BytesIO:
+    """A payload tar with these members (no manifest unless given)."""
+    from jamey.vault import archive
+
+    out = io.BytesIO()
+    for name, data in members:
+        archive._add(out, name, io.BytesIO(data), len(data), lambda: None)
+    out.write(bytes(1024))
+    out.seek(0)
+    return out
+
+
+LAYOUT_4K = json.dumps({'page_size': 4096, 'page_count': 3}).encode()
+
+
+@pytest.mark.parametrize(
+    ('members', 'message'),
+    [
+        ([('jamey.db.pages', bytes(8192))], 'pages come before its layout'),
+        ([('jamey.db.layout', b'{"page_size": 4096}')], 'layout is malformed'),
+        ([('jamey.db.layout', b'[1, 2]')], 'layout is malformed'),
+        (
+            [('jamey.db.layout', b'{"page_size": 1000, "page_count": 3}')],
+            'layout is malformed',
+        ),
+        (
+            [('jamey.db.layout', LAYOUT_4K), ('jamey.db.pages', bytes(4096))],
+            'jamey.db.pages does not have the size its layout says',
+        ),
+        (
+            [('jamey.db.layout', LAYOUT_4K), ('jamey.db.page1', bytes(512))],
+            'jamey.db.page1 does not have the size its layout says',
+        ),
+        ([('jamey.db.layout', bytes(70_000))], "'jamey.db.layout' is too large"),
+        ([('jamey.db', bytes(512))], "unexpected member 'jamey.db'"),
+        ([('jamey.db.layout', LAYOUT_4K)], 'the payload has no manifest'),
+    ],
+)
+def test_the_snapshot_members_are_checked(
+    tmp_path: Path, members: list[tuple[str, bytes]], message: str
+) -> None:
+    from jamey.vault import archive
+
+    with (
+        (tmp_path / 'out.db').open('w+b') as out,
+        pytest.raises(PayloadError, match=message),
+    ):
+        archive.read_payload(_payload(*members), out)
+
+
+def test_page_one_is_put_back_in_front(tmp_path: Path, database: Path) -> None:
+    """The snapshot streams pages 2..N, then page 1; restored, it is whole."""
+    from jamey.vault import archive
+
+    stream = io.BytesIO()
+    manifest = archive.write_payload(stream, database, None, {}, lambda: None)
+    layout = manifest['components'][0]
+    assert layout['name'] == 'jamey.db.layout'
+    stream.seek(0)
+    restored = tmp_path / 'restored.db'
+    with restored.open('w+b') as out:
+        archive.read_payload(stream, out)
+    assert archive.check_database(restored) == manifest['schema_version']
+    original = apsw.Connection(str(database))
+    copy = apsw.Connection(str(restored))
+    query = 'SELECT n, data FROM filler ORDER BY n'
+    rows = list(original.execute(query))
+    assert len(rows) == 300
+    assert list(copy.execute(query)) == rows

@@ -95,7 +95,7 @@ def test_the_api(make_jameyd: Any, sdir: Path) -> None:
     assert [b['id'] for b in listed['backups']] == [made['id']]
     status, report = call(daemon, 'POST', f'/vault/backups/{made["id"]}/verify')
     assert (status, report['ok']) == (200, True)
-    assert report['components'][0]['name'] == 'jamey.db'
+    assert report['components'][1]['name'] == 'jamey.db.pages'
     # A damaged backup is a finding, not an error of the API.
     path = daemon.state_dir / 'vault' / f'{made["id"]}.jvault'
     with path.open('r+b') as f:

@@ -1,27 +1,35 @@
 """The payload: a tar of the database snapshot, the config and a manifest.
 
-The snapshot is SQLite's online backup, taken in steps from inside one read
-transaction: in WAL mode readers never block writers, and holding the one
-snapshot keeps the copy consistent (and from restarting each time someone
-writes). The tar is streamed, never held: tarfile encodes and decodes the
-headers, and the bodies are copied a buffer at a time into the encrypting
-writer and out of the decrypting reader (tarfile's own stream would copy
-every buffer twice more). ``manifest.json`` comes last because the
+The snapshot is SQLite's online backup, taken in one step from inside one
+read transaction: in WAL mode readers never block writers, and holding the
+one snapshot keeps the copy consistent (and from restarting each time
+someone writes). The copy never lands on disk: the backup writes into a VFS
+whose only file streams the pages into the tar as they come. SQLite writes
+pages 2..N in order, then page 1 once more as the copy commits, so the
+snapshot is three members: its layout (page size and count), pages 2..N,
+page 1; the reader puts page 1 back in front.
+
+The tar is streamed, never held: tarfile encodes and decodes the headers,
+and the bodies are copied a buffer at a time into the encrypting writer and
+out of the decrypting reader. ``manifest.json`` comes last because the
 hashes are known only once the members went by; the reader checks them at
 the end, before anything it wrote is used.
 """
 
+import contextlib
 import hashlib
 import io
 import json
-import os
 import tarfile
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from typing import BinaryIO
+from typing import NamedTuple
 
 import apsw
 
@@ -29,56 +37,230 @@ from jamey import __version__
 from jamey.errors import PayloadError
 from jamey.errors import SnapshotCorruptError
 
-DATABASE = 'jamey.db'
+# The snapshot is three members: its layout, pages 2..N, then page 1.
+LAYOUT = 'jamey.db.layout'
+PAGES = 'jamey.db.pages'
+FIRST_PAGE = 'jamey.db.page1'
 CONFIG = 'jamey.toml'
 MANIFEST = 'manifest.json'
-MANIFEST_VERSION = 1
-# Pages per backup step: 4 MiB at SQLite's default page size.
-STEP_PAGES = 1024
+MANIFEST_VERSION = 2
 COPY_BYTES = 1 << 20
 MAX_CONFIG_BYTES = 1 << 20
-_MAX_MANIFEST_BYTES = 1 << 16
-_KINDS = {DATABASE: 'database', CONFIG: 'config'}
+_MAX_SMALL_BYTES = 1 << 16
+_KINDS = {
+    LAYOUT: 'database layout',
+    PAGES: 'database pages 2..N',
+    FIRST_PAGE: 'database page 1',
+    CONFIG: 'config',
+}
 _END = bytes(tarfile.BLOCKSIZE)
 
 
-def snapshot(source: Path, dest: Path, check: Callable[[], None]) -> int:
-    """Copy the live database at ``source`` into ``dest``; its schema version.
+class Layout(NamedTuple):
+    """How the snapshot's pages are laid out in the payload."""
 
-    ``check`` runs between steps and may raise to abandon the copy.
+    page_size: int
+    page_count: int
+    schema_version: int
+
+
+class _PageSink:
+    """Where one snapshot's pages go as SQLite's backup writes them.
+
+    The backup writes pages 2..N in order and page 1 once more at the end
+    (its header changes as the copy commits): those stream on at once, and
+    page 1 waits in memory for its member at the end. Anything else would be
+    a backup this code does not understand, and stops it.
     """
+
+    def __init__(self, out: Any, page_size: int, check: Callable[[], None]) -> None:
+        self.out = out
+        self.page_size = page_size
+        self.check = check
+        self.first: bytes | None = None
+        self.next_offset = page_size
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes, offset: int) -> None:
+        self.check()
+        if len(data) != self.page_size:
+            raise PayloadError(f'the snapshot wrote {len(data)} bytes, not a page')
+        if offset == 0:
+            self.first = bytes(data)
+            return
+        if offset != self.next_offset:
+            raise PayloadError('the snapshot wrote its pages out of order')
+        self.digest.update(data)
+        self.out.write(data)
+        self.next_offset += len(data)
+
+    def read(self, amount: int, offset: int) -> bytes:
+        # SQLite peeks at page 1's header of the (empty) copy before it starts.
+        first = self.first or b''
+        return first[offset : offset + amount]
+
+    def size(self) -> int:
+        return self.next_offset if self.first is not None else 0
+
+
+class _SinkFile(apsw.VFSFile):
+    """The copy's file, as SQLite sees it: writes go to the sink."""
+
+    def __init__(self, sink: _PageSink) -> None:
+        self.sink = sink
+
+    def xRead(self, amount: int, offset: int) -> bytes:  # noqa: N802 - apsw's names
+        return self.sink.read(amount, offset)
+
+    def xWrite(self, data: bytes, offset: int) -> None:  # noqa: N802
+        self.sink.write(data, offset)
+
+    def xFileSize(self) -> int:  # noqa: N802
+        return self.sink.size()
+
+    def xTruncate(self, size: int) -> None:  # noqa: N802
+        if size != self.sink.size():
+            raise PayloadError('the snapshot tried to change its size')
+
+    def xSync(self, flags: int) -> None:  # noqa: N802
+        pass
+
+    def xClose(self) -> None:  # noqa: N802
+        pass
+
+    def xLock(self, level: int) -> None:  # noqa: N802
+        pass
+
+    def xUnlock(self, level: int) -> None:  # noqa: N802
+        pass
+
+    def xCheckReservedLock(self) -> bool:  # noqa: N802
+        return False
+
+    def xFileControl(self, op: int, ptr: int) -> bool:  # noqa: N802
+        return False
+
+    def xSectorSize(self) -> int:  # noqa: N802
+        return 4096
+
+    def xDeviceCharacteristics(self) -> int:  # noqa: N802
+        return 0
+
+
+class _SinkVFS(apsw.VFS):
+    """A file system with no files: each name is a sink of pages."""
+
+    NAME = 'jamey-snapshot'
+
+    def __init__(self) -> None:
+        super().__init__(self.NAME, '')
+        self.lock = threading.Lock()
+        self.sinks: dict[str, _PageSink] = {}
+
+    def xOpen(self, name: Any, flags: list[int]) -> _SinkFile:  # noqa: N802
+        path = name.filename() if hasattr(name, 'filename') else str(name)
+        with self.lock:
+            sink = self.sinks.get(path)
+        if sink is None:
+            raise PayloadError('the snapshot needs no file but its own')
+        return _SinkFile(sink)
+
+    def xAccess(self, pathname: str, flags: int) -> bool:  # noqa: N802
+        return False
+
+    def xDelete(self, filename: str, syncdir: bool) -> None:  # noqa: N802
+        pass
+
+    def xFullPathname(self, name: str) -> str:  # noqa: N802
+        return name
+
+
+_VFS: _SinkVFS | None = None
+_VFS_LOCK = threading.Lock()
+
+
+def _sink_vfs() -> _SinkVFS:
+    global _VFS  # noqa: PLW0603 - one registration per process
+    with _VFS_LOCK:
+        if _VFS is None:
+            _VFS = _SinkVFS()
+        return _VFS
+
+
+@contextlib.contextmanager
+def _read_snapshot(source: Path) -> Iterator[tuple[apsw.Connection, Layout]]:
+    """A read transaction on the live database: one consistent moment."""
     # Read-write, though it only reads: the last connection to close then
     # removes the WAL files a read-only one would leave behind.
     src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READWRITE)
     try:
         src.setbusytimeout(5000)
-        out = apsw.Connection(str(dest))
-        try:
-            # Nobody reads the copy until it is complete: no journal, no sync.
-            out.execute('PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF')
-            src.execute('BEGIN')
-            version = int(src.execute('PRAGMA user_version').get)
-            with out.backup('main', src, 'main') as backup:
-                while not backup.done:
-                    check()
-                    backup.step(STEP_PAGES)
-            src.execute('COMMIT')
-        finally:
-            out.close()
+        src.execute('BEGIN')
+        layout = Layout(
+            page_size=int(src.execute('PRAGMA page_size').get),
+            page_count=int(src.execute('PRAGMA page_count').get),
+            schema_version=int(src.execute('PRAGMA user_version').get),
+        )
+        yield src, layout
+        src.execute('COMMIT')
     finally:
         src.close()
-    return version
+
+
+def _stream_pages(
+    out: Any, src: apsw.Connection, layout: Layout, check: Callable[[], None]
+) -> tuple[bytes, str]:
+    """Copy the snapshot through SQLite's backup into ``out``, pages 2..N;
+    returns page 1 and the SHA-256 of what was written.
+
+    One backup step, inside the caller's read transaction: in WAL mode that
+    blocks no writer, and the copy cannot restart when someone writes. No
+    copy lands on disk: the backup writes into a sink (a VFS with no files).
+    """
+    vfs = _sink_vfs()
+    sink = _PageSink(out, layout.page_size, check)
+    name = f'snapshot-{uuid.uuid4().hex}'
+    with vfs.lock:
+        vfs.sinks[name] = sink
+    try:
+        dest = apsw.Connection(name, vfs=vfs.NAME)
+        try:
+            dest.execute('PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF')
+            with dest.backup('main', src, 'main') as backup:
+                backup.step(-1)
+        finally:
+            dest.close()
+    finally:
+        with vfs.lock:
+            del vfs.sinks[name]
+    expected = layout.page_count * layout.page_size
+    if sink.first is None or sink.next_offset != expected:
+        raise PayloadError('the snapshot did not write every page once')
+    return sink.first, sink.digest.hexdigest()
+
+
+def _header(out: Any, name: str, size: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o600
+    info.mtime = int(time.time())
+    out.write(info.tobuf(tarfile.GNU_FORMAT))
+
+
+def _component(name: str, size: int, digest: str) -> dict[str, Any]:
+    return {
+        'name': name,
+        'kind': _KINDS.get(name, 'manifest'),
+        'size': size,
+        'sha256': digest,
+    }
 
 
 def _add(
     out: Any, name: str, f: BinaryIO, size: int, check: Callable[[], None]
 ) -> dict[str, Any]:
     """One member: its header, then its bytes, hashed on the way."""
-    info = tarfile.TarInfo(name)
-    info.size = size
-    info.mode = 0o600
-    info.mtime = int(time.time())
-    out.write(info.tobuf(tarfile.GNU_FORMAT))
+    _header(out, name, size)
     digest = hashlib.sha256()
     remaining = size
     while remaining:
@@ -90,30 +272,48 @@ def _add(
         out.write(block)
         remaining -= len(block)
     out.write(bytes(-size % tarfile.BLOCKSIZE))
-    return {
-        'name': name,
-        'kind': _KINDS.get(name, 'manifest'),
-        'size': size,
-        'sha256': digest.hexdigest(),
-    }
+    return _component(name, size, digest.hexdigest())
+
+
+def _add_bytes(
+    out: Any, name: str, data: bytes, check: Callable[[], None]
+) -> dict[str, Any]:
+    return _add(out, name, io.BytesIO(data), len(data), check)
+
+
+def _add_snapshot(
+    out: Any, source: Path, check: Callable[[], None]
+) -> tuple[list[dict[str, Any]], int]:
+    """The snapshot's three members; its schema version."""
+    with _read_snapshot(source) as (src, layout):
+        described = json.dumps(
+            {'page_size': layout.page_size, 'page_count': layout.page_count}
+        ).encode()
+        components = [_add_bytes(out, LAYOUT, described, check)]
+        size = (layout.page_count - 1) * layout.page_size
+        _header(out, PAGES, size)
+        first, digest = _stream_pages(out, src, layout, check)
+        out.write(bytes(-size % tarfile.BLOCKSIZE))
+        components.append(_component(PAGES, size, digest))
+    components.append(_add_bytes(out, FIRST_PAGE, first, check))
+    return components, layout.schema_version
 
 
 def write_payload(
     out: Any,
-    snapshot_path: Path,
+    source: Path,
     config: bytes | None,
     manifest: dict[str, Any],
     check: Callable[[], None],
 ) -> dict[str, Any]:
-    """Stream the tar into ``out`` (anything with ``write``); the manifest."""
-    components = []
-    with snapshot_path.open('rb', buffering=0) as f:
-        size = os.fstat(f.fileno()).st_size
-        components.append(_add(out, DATABASE, f, size, check))
+    """Stream the tar into ``out`` (anything with ``write``): a snapshot of
+    the live database at ``source``, the config, the manifest (returned)."""
+    components, schema_version = _add_snapshot(out, source, check)
     if config is not None:
-        components.append(_add(out, CONFIG, io.BytesIO(config), len(config), check))
+        components.append(_add_bytes(out, CONFIG, config, check))
     document = {
         **manifest,
+        'schema_version': schema_version,
         'manifest_version': MANIFEST_VERSION,
         'source_version': __version__,
         'components': components,
@@ -172,27 +372,33 @@ def _copy(source: Any, size: int, dest: BinaryIO | None) -> tuple[bytes, str]:
 
 
 def read_payload(source: Any, database_out: BinaryIO) -> Payload:
-    """Read the tar from ``source``: the snapshot into ``database_out``, and
-    every member checked against the manifest.
+    """Read the tar from ``source``: the snapshot into ``database_out`` (a
+    file: page 1 comes last and goes first), and every member checked
+    against the manifest.
 
     Raises:
         PayloadError: an unexpected member, a size or hash that disagrees, a
-            manifest that is missing or malformed.
+            manifest or layout that is missing or malformed.
     """
     seen: dict[str, tuple[int, str]] = {}
     kept: dict[str, bytes] = {}
+    layout: tuple[int, int] | None = None
     for member in _members(source):
         name = member.name
         if name in seen or name not in (*_KINDS, MANIFEST):
             raise PayloadError(f'unexpected member {name!r} in the payload')
         if not member.isreg():
             raise PayloadError(f'member {name!r} is not a file')
-        limit = _MAX_MANIFEST_BYTES if name == MANIFEST else MAX_CONFIG_BYTES
-        if name != DATABASE and member.size > limit:
-            raise PayloadError(f'member {name!r} is too large')
-        data, digest = _copy(
-            source, member.size, database_out if name == DATABASE else None
-        )
+        if name in (PAGES, FIRST_PAGE):
+            _place(database_out, name, member.size, layout)
+            data, digest = _copy(source, member.size, database_out)
+        else:
+            limit = MAX_CONFIG_BYTES if name == CONFIG else _MAX_SMALL_BYTES
+            if member.size > limit:
+                raise PayloadError(f'member {name!r} is too large')
+            data, digest = _copy(source, member.size, None)
+            if name == LAYOUT:
+                layout = _parse_layout(data)
         seen[name] = (member.size, digest)
         kept[name] = data
     if MANIFEST not in kept:
@@ -200,6 +406,30 @@ def read_payload(source: Any, database_out: BinaryIO) -> Payload:
     manifest = _parse_manifest(kept[MANIFEST])
     _match(manifest, seen)
     return Payload(manifest, kept.get(CONFIG))
+
+
+def _parse_layout(data: bytes) -> tuple[int, int]:
+    """(page size, page count) of the snapshot."""
+    try:
+        layout = json.loads(data)
+        page_size, page_count = layout['page_size'], layout['page_count']
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError):
+        raise PayloadError("the snapshot's layout is malformed") from None
+    sizes = {1 << n for n in range(9, 17)}  # what SQLite allows: 512..65536
+    if page_size not in sizes or not isinstance(page_count, int) or page_count < 1:
+        raise PayloadError("the snapshot's layout is malformed")
+    return page_size, page_count
+
+
+def _place(out: BinaryIO, name: str, size: int, layout: tuple[int, int] | None) -> None:
+    """Seek to where a member of pages belongs, if its size is right."""
+    if layout is None:
+        raise PayloadError("the snapshot's pages come before its layout")
+    page_size, page_count = layout
+    first = name == FIRST_PAGE
+    if size != (page_size if first else (page_count - 1) * page_size):
+        raise PayloadError(f'{name} does not have the size its layout says')
+    out.seek(0 if first else page_size)
 
 
 def _parse_manifest(data: bytes) -> dict[str, Any]:
@@ -222,7 +452,7 @@ def _match(manifest: dict[str, Any], seen: dict[str, tuple[int, str]]) -> None:
         ):
             raise PayloadError('the manifest has a malformed component')
         listed[component['name']] = (component.get('size'), component.get('sha256'))
-    if DATABASE not in listed:
+    if not {LAYOUT, PAGES, FIRST_PAGE} <= set(listed):
         raise PayloadError('the manifest lists no database')
     stored = {name: value for name, value in seen.items() if name != MANIFEST}
     if set(listed) != set(stored):

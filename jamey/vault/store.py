@@ -319,18 +319,17 @@ class Vault:
     def _write(self, database: Path, header: Header, key: bytes) -> Backup:
         final = self.directory / f'{header.id}{SUFFIX}'
         temp = self.directory / f'.{header.id}{SUFFIX}{_TEMP}'
-        snap = self.directory / f'.{header.id}.db{_TEMP}'
         config = self._config_bytes()
+        manifest = {'backup_id': header.id}
         try:
-            version = archive.snapshot(database, snap, self._check)
-            manifest = {'backup_id': header.id, 'schema_version': version}
             _seal_file(
                 temp,
                 header,
                 key,
-                lambda w: archive.write_payload(w, snap, config, manifest, self._check),
+                lambda w: archive.write_payload(
+                    w, database, config, manifest, self._check
+                ),
             )
-            _remove(snap)
             _install(temp, final, header, key)
         except (OSError, apsw.FullError) as exc:
             if isinstance(exc, apsw.FullError) or exc.errno in (
@@ -343,7 +342,6 @@ class Vault:
             raise
         finally:
             _remove(temp)
-            _remove(snap)
         return Backup(header, final, final.stat().st_size)
 
     def _config_bytes(self) -> bytes | None:
