@@ -11,6 +11,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 
+def write_private_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    """A private key as PEM, readable by its owner only (as secrets must be)."""
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    path.chmod(0o600)
+
+
 class Authority:
     """A throwaway CA that signs certificates into a directory."""
 
@@ -60,12 +72,5 @@ class Authority:
         cert_file = self.directory / f'{name}.pem'
         key_file = self.directory / f'{name}.key'
         cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        key_file.chmod(0o600)
+        write_private_key(key_file, key)
         return cert_file, key_file

@@ -3,8 +3,6 @@ a password file and an ACL, on a free loopback port; and a paho client that
 plays the sibling device."""
 
 import contextlib
-import datetime
-import ipaddress
 import json
 import os
 import socket
@@ -18,11 +16,7 @@ from typing import Any
 
 import jwt
 import paho.mqtt.client as paho
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from certs import Authority
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -51,62 +45,18 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _name(common: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    path.chmod(0o600)
-
-
 def make_pki(directory: Path) -> dict[str, Path]:
     """A CA, the broker's certificate (for 127.0.0.1) and a client's."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name('jamey test CA'))
-        .issuer_name(_name('jamey test CA'))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    paths = {'ca': directory / 'ca.pem'}
-    paths['ca'].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for name, san in (('server', HOST), ('client', None)):
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(_name(CLIENT_CN if name == 'client' else name))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-        )
-        if san is not None:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.IPAddress(ipaddress.ip_address(san))]
-                ),
-                False,
-            )
-        cert = builder.sign(ca_key, hashes.SHA256())
-        paths[name] = directory / f'{name}.pem'
-        paths[name].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        paths[f'{name}_key'] = directory / f'{name}.key'
-        _write_key(paths[f'{name}_key'], key)
-    return paths
+    authority = Authority(directory, 'jamey test CA')
+    server, server_key = authority.issue('server')
+    client, client_key = authority.issue(CLIENT_CN, server=False)
+    return {
+        'ca': authority.cert_file,
+        'server': server,
+        'server_key': server_key,
+        'client': client,
+        'client_key': client_key,
+    }
 
 
 class Broker:

@@ -18,6 +18,7 @@ from typing import Any
 
 import jwt
 import pytest
+from certs import write_private_key
 from conftest import Jameyd
 from conftest import UnixHTTP
 from conftest import request
@@ -1036,14 +1037,7 @@ def test_auth_jwt_logs_in_with_a_fresh_token_each_time(
 ) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     key_file = tmp_path / 'device.key'
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
+    write_private_key(key_file, key)
     env = {
         **broker.jameyd_env('dev-a'),
         'JAMEY_MQTT_AUTH': 'jwt',
