@@ -13,15 +13,10 @@ against the request time.
 import argparse
 import http.client
 import json
-import os
 import random
-import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -29,7 +24,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-BIN = Path(sys.executable).parent
+from startup import BIN
+from startup import UnixHTTP
+from startup import jameyd_env
+from startup import scratch
+from startup import start_until_ready
+from startup import stop
+
+from jamey import storage
+from jamey.access import Authenticator
+from jamey.access import TokenStore
+
 WORDS = [
     'harm',
     'help',
@@ -52,17 +57,6 @@ WORDS = [
     'morning',
     'winter',
 ]
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__('jamey', timeout=30)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(30)
-        self.sock.connect(str(self.socket_path))
 
 
 def percentile(samples: list[float], fraction: float) -> float:
@@ -103,34 +97,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(('127.0.0.1', 0))
         return int(probe.getsockname()[1])
-
-
-class Daemon:
-    def __init__(self, root: Path, port: int, cert: Path, key: Path) -> None:
-        self.socket = root / 'jamey.sock'
-        env = {
-            'PATH': os.environ.get('PATH', ''),
-            'JAMEY_STORAGE_STATE_DIR': str(root / 'state'),
-            'JAMEY_API_SOCKET': str(self.socket),
-            'JAMEY_TLS_LISTEN': f'127.0.0.1:{port}',
-            'JAMEY_TLS_CERT_FILE': str(cert),
-            'JAMEY_TLS_KEY_FILE': str(key),
-            'JAMEY_API_RATE_LIMIT_PER_S': '2000',
-            'JAMEY_API_RATE_LIMIT_BURST': '4000',
-            'JAMEY_LOG_LEVEL': 'warning',
-        }
-        self.proc = subprocess.Popen(
-            [str(BIN / 'jameyd')], env=env, cwd=root, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + 30
-        while not self.socket.exists():
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                raise RuntimeError('jameyd did not start')
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
 
 
 Connect = Callable[[], http.client.HTTPConnection]
@@ -227,14 +193,9 @@ def serial(connect: Connect, target: str, headers: dict[str, str], n: int) -> fl
     return percentile(samples, 0.5)
 
 
-def auth_check_cost(token: str, n: int = 20_000) -> float:
+def auth_check_cost(n: int = 20_000) -> float:
     """Seconds one authentication of an API token takes, in process."""
-    from jamey import storage  # noqa: PLC0415 - the daemon's own code
-    from jamey.access import Authenticator  # noqa: PLC0415
-    from jamey.access import TokenStore  # noqa: PLC0415
-
-    root = Path(tempfile.mkdtemp(prefix='jamey-bench-auth-'))
-    try:
+    with scratch() as root:
         db = storage.Database(root / 'jamey.db')
         db.migrate()
         tokens = TokenStore(db)
@@ -245,8 +206,6 @@ def auth_check_cost(token: str, n: int = 20_000) -> float:
         for _ in range(n):
             authenticator.authenticate(fresh)
         return (time.perf_counter() - started) / n
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
@@ -254,50 +213,59 @@ def main() -> None:
     parser.add_argument('--clients', type=int, default=50)
     parser.add_argument('--seconds', type=float, default=60.0)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix='jamey-bench-api-'))
-    try:
+    with scratch() as root:
         cert, key = certificate(root)
         port = free_port()
-        daemon = Daemon(root, port, cert, key)
-        context = ssl.create_default_context(cafile=str(cert))
-        unix_conn = UnixHTTP(daemon.socket)
-        unix_conn.request(
-            'POST', '/tokens', json.dumps({'name': 'load', 'scope': 'write'}),
-            {'Content-Type': 'application/json'},
-        )  # fmt: skip
-        token = json.loads(unix_conn.getresponse().read())['token']
-        unix_conn.close()
-        bearer = {'Authorization': f'Bearer {token}'}
-
-        def tls() -> http.client.HTTPConnection:
-            return http.client.HTTPSConnection(
-                '127.0.0.1', port, context=context, timeout=30
-            )
-
-        def unix() -> http.client.HTTPConnection:
-            return UnixHTTP(daemon.socket)
-
-        pid = daemon.proc.pid
-        print(f'{args.clients} clients, {args.seconds:.0f} s each:'
-              ' 40% evaluate, 30% store, 30% search')  # fmt: skip
-        print('over TLS, with a token')
-        load(tls, bearer, args.clients, args.seconds, pid)
-        print('over the Unix socket')
-        load(unix, {}, args.clients, args.seconds, pid)
-        detailed = serial(tls, '/health/detailed', bearer, 2000)
-        health = serial(unix, '/health', {}, 2000)
-        print('one client, p50 of 2,000 requests each')
-        print(f'  GET /health/detailed over TLS with a token {detailed * 1e3:7.3f} ms')
-        print(f'  GET /health over the socket, no token       {health * 1e3:7.3f} ms')
-        print(
-            f'  ratio (the cost of TLS, auth and the checks) {detailed / health:6.2f}x'
+        env = jameyd_env(
+            root,
+            JAMEY_TLS_LISTEN=f'127.0.0.1:{port}',
+            JAMEY_TLS_CERT_FILE=str(cert),
+            JAMEY_TLS_KEY_FILE=str(key),
+            JAMEY_API_RATE_LIMIT_PER_S='2000',
+            JAMEY_API_RATE_LIMIT_BURST='4000',
+            JAMEY_LOG_LEVEL='warning',
         )
-        check = auth_check_cost(token)
-        print(f'  the token check itself {check * 1e6:.1f} us ='
-              f' {check / detailed * 100:.2f} % of the TLS request')  # fmt: skip
-        daemon.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+        _, proc = start_until_ready([str(BIN / 'jameyd')], env, root)
+        try:
+            run(args, root / 'jamey.sock', port, cert, proc.pid)
+        finally:
+            stop(proc)
+
+
+def run(args: argparse.Namespace, sock: Path, port: int, cert: Path, pid: int) -> None:
+    context = ssl.create_default_context(cafile=str(cert))
+    conn = UnixHTTP(sock, 30)
+    conn.request(
+        'POST', '/tokens', json.dumps({'name': 'load', 'scope': 'write'}),
+        {'Content-Type': 'application/json'},
+    )  # fmt: skip
+    token = json.loads(conn.getresponse().read())['token']
+    conn.close()
+    bearer = {'Authorization': f'Bearer {token}'}
+
+    def tls() -> http.client.HTTPConnection:
+        return http.client.HTTPSConnection(
+            '127.0.0.1', port, context=context, timeout=30
+        )
+
+    def unix() -> http.client.HTTPConnection:
+        return UnixHTTP(sock, 30)
+
+    print(f'{args.clients} clients, {args.seconds:.0f} s each:'
+          ' 40% evaluate, 30% store, 30% search')  # fmt: skip
+    print('over TLS, with a token')
+    load(tls, bearer, args.clients, args.seconds, pid)
+    print('over the Unix socket')
+    load(unix, {}, args.clients, args.seconds, pid)
+    detailed = serial(tls, '/health/detailed', bearer, 2000)
+    health = serial(unix, '/health', {}, 2000)
+    print('one client, p50 of 2,000 requests each')
+    print(f'  GET /health/detailed over TLS with a token {detailed * 1e3:7.3f} ms')
+    print(f'  GET /health over the socket, no token       {health * 1e3:7.3f} ms')
+    print(f'  ratio (the cost of TLS, auth and the checks) {detailed / health:6.2f}x')
+    check = auth_check_cost()
+    print(f'  the token check itself {check * 1e6:.1f} us ='
+          f' {check / detailed * 100:.2f} % of the TLS request')  # fmt: skip
 
 
 if __name__ == '__main__':

@@ -15,16 +15,15 @@ left over for everyone:
 """
 
 import argparse
-import http.client
 import json
 import os
-import socket
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from startup import BIN
+from startup import UnixHTTP
 from startup import jameyd_env
 from startup import rss_mb
 from startup import scratch
@@ -38,18 +37,8 @@ MB = 1_000_000
 ROW = 4000
 
 
-class _Unix(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__('localhost', timeout=3600)
-        self.path_ = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(self.path_))
-
-
 def post(sock: Path, target: str) -> Any:
-    conn = _Unix(sock)
+    conn = UnixHTTP(sock)
     try:
         conn.request('POST', target)
         response = conn.getresponse()
