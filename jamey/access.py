@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 from typing import NamedTuple
 
-import jwt
-
 from jamey import validation
 from jamey.clock import iso_utc
 from jamey.errors import ConflictError
@@ -306,6 +304,8 @@ class JwtVerifier:
         return principal
 
     def _verify(self, token: str, now: float) -> tuple[Principal, float]:
+        import jwt  # noqa: PLC0415 - 90 ms of start-up, only where JWTs are used
+
         s = self.settings
         try:
             claims = jwt.decode(

@@ -34,7 +34,6 @@ from jamey.conscience import Conscience
 from jamey.daemon.listener import UnixListener
 from jamey.daemon.systemd import Notifier
 from jamey.daemon.systemd import watchdog_interval
-from jamey.daemon.tls import TlsListener
 from jamey.errors import ConfigError
 from jamey.errors import RuleError
 from jamey.errors import SecretError
@@ -56,6 +55,7 @@ from jamey.vault import Vault
 from jamey.vault import open_vault
 
 if TYPE_CHECKING:
+    from jamey.daemon.tls import TlsListener
     from jamey.mqtt import Bridge
 
 log = logging.getLogger('jamey.daemon')
@@ -249,6 +249,9 @@ class Daemon:
             api.max_header_bytes,
         )
         if self.settings.tls.listen:
+            # cheroot and ssl load only where a TLS listener is configured.
+            from jamey.daemon.tls import TlsListener  # noqa: PLC0415
+
             self._tls = TlsListener(
                 app,
                 self.settings.tls,
