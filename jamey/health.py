@@ -18,6 +18,7 @@ from jamey import __version__
 from jamey.storage import Database
 
 if TYPE_CHECKING:
+    from jamey.chat.backend import ModelBackend
     from jamey.memory import MemoryStore
     from jamey.vault import Vault
 
@@ -69,11 +70,13 @@ class HealthChecks:
         memories: 'MemoryStore | None' = None,
         vault: 'Vault | None' = None,
         backup_interval_s: float = 0.0,
+        llm: 'ModelBackend | None' = None,
     ) -> None:
         self.db = db
         self.memories = memories
         self.vault = vault
         self.backup_interval_s = backup_interval_s
+        self.llm = llm
         self.state_dir = state_dir
         self.thresholds = thresholds
         self._clock = clock
@@ -88,6 +91,8 @@ class HealthChecks:
             checks.append(self._memory_index(self.memories))
         if self.vault is not None and self.backup_interval_s > 0:
             checks.append(self._backups(self.vault, self.backup_interval_s))
+        if self.llm is not None:
+            checks.append(self._llm(self.llm))
         if any(c.critical and c.status == FAILING for c in checks):
             status = FAILING
         elif any(c.status != OK for c in checks):
@@ -154,6 +159,14 @@ class HealthChecks:
             detail = {'newest': newest.id, 'age_s': round(age)}
         status = OK if age <= 2 * interval_s else DEGRADED
         return Check('vault', status, False, {**detail, 'interval_s': interval_s})
+
+    @staticmethod
+    def _llm(llm: 'ModelBackend') -> Check:
+        """Chat still judges and remembers without its model: degraded, not
+        critical, while the last call failed; the next success clears it."""
+        detail = llm.health()
+        status = DEGRADED if detail['consecutive_failures'] else OK
+        return Check('llm', status, False, detail)
 
     def _versions(self) -> Check:
         # Imported here: start-up does not need the extension yet.
