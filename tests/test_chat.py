@@ -1,7 +1,6 @@
 """POST /chat over a real jameyd, against a real chat-completions server."""
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +15,6 @@ from test_soul_api import entity_path
 
 from jamey.chat import Turn
 from jamey.chat import conversation
-
-
-@pytest.fixture
-def model() -> Iterator[ModelServer]:
-    server = ModelServer()
-    yield server
-    server.close()
 
 
 def llm_env(server: ModelServer, **extra: str) -> dict[str, str]:
