@@ -321,6 +321,8 @@ def test_the_conversation_judged_is_bounded() -> None:
     ]
     assert conversation(earlier, 'five', 3) == ('three\nfour\nfive', 3)
     assert conversation(earlier, 'five', 10) == ('one\nthree\nfour\nfive', 4)
+    # The window counts turns; a refused one in it is left out.
+    assert conversation(earlier, 'five', 4) == ('three\nfour\nfive', 3)
     assert conversation(earlier, 'five', 1) == ('five', 1)
     long = [Turn(1, 'x' * 6000, 'allow', None), Turn(2, 'y' * 3000, 'allow', None)]
     assert conversation(long, 'z' * 4000, 5) == ('y' * 3000 + '\n' + 'z' * 4000, 2)

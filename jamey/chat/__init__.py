@@ -125,16 +125,14 @@ def _turns(memories: list[Memory]) -> list[Turn]:
 def conversation(earlier: list[Turn], message: str, turns: int) -> tuple[str, int]:
     """The text judged as the conversation, and how many turns it holds.
 
-    The newest earlier messages that were not refused, as many as fit in
-    ``turns`` (this one included) and in what the conscience accepts.
+    Of the session's last ``turns`` - 1 turns, those not refused, and this
+    message; the oldest dropped first while it is longer than the conscience
+    accepts.
     """
-    lines = [message]
-    size = len(message)
-    for turn in reversed([t for t in earlier if t.verdict != 'deny']):
-        if len(lines) >= turns or size + 1 + len(turn.message) > MAX_ACTION_CHARS:
-            break
-        lines.insert(0, turn.message)
-        size += 1 + len(turn.message)
+    window = earlier[max(0, len(earlier) - turns + 1) :]
+    lines = [t.message for t in window if t.verdict != 'deny'] + [message]
+    while len(lines) > 1 and sum(map(len, lines)) + len(lines) - 1 > MAX_ACTION_CHARS:
+        lines.pop(0)
     return '\n'.join(lines), len(lines)
 
 
@@ -181,7 +179,8 @@ class Chat:
             ModelError: the model failed; nothing was stored.
         """
         req = _request(body)
-        earlier = _turns(self._session(req.session, 4 * self.settings.context_turns))
+        # Each turn is one or two working memories: enough for the window.
+        earlier = _turns(self._session(req.session, 2 * self.settings.context_turns))
         number = earlier[-1].number + 1 if earlier else 1
         judged = self._judge(principal, req, earlier)
         evaluation = judged['evaluation']
