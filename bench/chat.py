@@ -3,7 +3,8 @@
 A chat-completions server in this process answers at once with a fixed
 reply. The same messages go to it two ways, one client, one at a time:
 
-- bare: a POST straight to the server (what any client of the model pays);
+- bare: a POST straight to the server on a new connection, as jameyd makes
+  its model calls;
 - chat: ``POST /chat`` to a real jameyd over its socket, with the server as
   its model: judging the message twice (alone and as the conversation),
   recalling memories, the model call, judging the reply, and one durable
@@ -48,6 +49,12 @@ class Model(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         return
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body leave in two writes: without this the body waits
+        # for the client's delayed ACK on a kept-alive connection (40 ms).
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers['Content-Length']))
@@ -118,13 +125,14 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix='jamey-bench-chat-'))
     proc = start_jameyd(root, f'http://127.0.0.1:{port}/v1')
     try:
-        model = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
         jamey = UnixHTTP(root / 'jamey.sock')
         session = post(jamey, '/chat', {'message': 'Hello'})['session']
 
         def bare(message: str) -> None:
             body = {'messages': [{'role': 'user', 'content': message}]}
+            model = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
             post(model, '/v1/chat/completions', body)
+            model.close()
 
         def chat(message: str) -> None:
             post(jamey, '/chat', {'message': message, 'session': session})
