@@ -43,6 +43,9 @@ class _Handler(BaseHTTPRequestHandler):
         mode = self.server.mode
         if mode == 'slow':
             time.sleep(self.server.slow_s)
+        if mode == 'drip':
+            self._drip()
+            return
         status, headers, data = self._answer(mode, body)
         try:
             self.send_response(status)
@@ -54,13 +57,28 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             return  # the client gave up first
 
+    def _drip(self) -> None:
+        """A byte at a time, each well within any socket timeout."""
+        try:
+            self.wfile.write(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n')
+            for _ in range(1000):
+                self.wfile.write(b' ')
+                self.wfile.flush()
+                time.sleep(self.server.slow_s / 1000)
+        except OSError:
+            return  # the client gave up, as it should
+
     def _answer(self, mode: str, body: Any) -> tuple[int, dict[str, str], bytes]:
         last = body['messages'][-1]['content']
         answers: dict[str, tuple[int, dict[str, str], bytes]] = {
             'ok': (200, {}, completion(f'You said: {last}')),
             'slow': (200, {}, completion('late')),
             '500': (500, {}, b'{"error": "boom"}'),
-            '429': (429, {'Retry-After': '0'}, b'{"error": "slow down"}'),
+            '429': (
+                429,
+                {'Retry-After': self.server.retry_after},
+                b'{"error": "slow down"}',
+            ),
             '401': (401, {}, b'{"error": "who are you"}'),
             'malformed': (200, {}, b'{"choices": [{"message": '),
             'no_choices': (200, {}, b'{"choices": []}'),
@@ -78,6 +96,7 @@ class ModelServer(ThreadingHTTPServer):
         super().__init__(('127.0.0.1', 0), _Handler)
         self.mode = 'ok'
         self.slow_s = 3.0
+        self.retry_after = '0'
         self.seen: list[tuple[str, dict[str, str], Any]] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()

@@ -1,6 +1,7 @@
 """POST /chat over a real jameyd, against a real chat-completions server."""
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,10 @@ from test_soul_api import entity_path
 
 from jamey.chat import Turn
 from jamey.chat import conversation
+from jamey.chat.backend import BackendSettings
+from jamey.chat.backend import ModelBackend
+from jamey.errors import ModelError
+from jamey.errors import ModelTimeoutError
 
 
 def llm_env(server: ModelServer, **extra: str) -> dict[str, str]:
@@ -326,3 +331,38 @@ def test_the_conversation_judged_is_bounded() -> None:
     assert conversation(earlier, 'five', 1) == ('five', 1)
     long = [Turn(1, 'x' * 6000, 'allow', None), Turn(2, 'y' * 3000, 'allow', None)]
     assert conversation(long, 'z' * 4000, 5) == ('y' * 3000 + '\n' + 'z' * 4000, 2)
+
+
+HELLO = [{'role': 'user', 'content': 'hello'}]
+
+
+def test_retry_after_is_honoured_but_never_past_the_deadline(
+    model: ModelServer,
+) -> None:
+    slept: list[float] = []
+    backend = ModelBackend(
+        BackendSettings(model.base_url, retries=3, backoff_s=0.001),
+        sleep=slept.append,
+    )
+    model.mode, model.retry_after = '429', '2'
+    with pytest.raises(ModelError) as raised:
+        backend.complete(HELLO, time.perf_counter() + 60)
+    assert raised.value.code == 'model_unavailable'
+    assert (slept, len(model.seen)) == ([2.0, 2.0, 2.0], 4)
+    slept.clear()
+    with pytest.raises(ModelError):
+        backend.complete(HELLO, time.perf_counter() + 1)
+    assert (slept, len(model.seen)) == ([], 5)  # waiting 2 s would pass it
+    assert backend.health()['consecutive_failures'] == 2
+
+
+def test_a_server_that_trickles_its_answer_cannot_hold_a_call(
+    model: ModelServer,
+) -> None:
+    backend = ModelBackend(BackendSettings(model.base_url, timeout_s=0.5, retries=0))
+    model.mode, model.slow_s = 'drip', 10.0
+    with pytest.raises(ModelTimeoutError):
+        backend.complete(HELLO, time.perf_counter() + 60)
+    model.mode = 'ok'
+    assert backend.complete(HELLO, time.perf_counter() + 60) == 'You said: hello'
+    assert backend.health()['consecutive_failures'] == 0

@@ -6,9 +6,9 @@ beside it), so the conversation survives a restart, expires with the working
 layer, and ends when those memories are forgotten.
 
 A message is judged twice without side effects, alone and as the
-*conversation*: the recent user messages of the session that were not
-refused, oldest first, one per line, this one last (``chat.context_turns`` in
-all). A phrase split across turns ("blow" / "up the car") matches only in the
+*conversation*: the messages of the session's last ``chat.context_turns`` - 1
+turns that were not refused, oldest first, one per line, this one last. A
+phrase split across turns ("blow" / "up the car") matches only in the
 conversation; words of earlier turns that affirm a rule, or a negator at the
 end of one, could hide a violation in this message, which only the message
 alone shows. Whichever view gives the stricter verdict is then judged for

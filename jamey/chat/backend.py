@@ -149,7 +149,7 @@ class ModelBackend:
         timer = threading.Timer(timeout, _abort, (conn, fired))
         timer.start()
         try:
-            return self._exchange(conn, payload)
+            return self._exchange(conn, payload, fired)
         except TimeoutError:
             raise self._timed_out(timeout, left) from None
         except (OSError, http.client.HTTPException):
@@ -167,7 +167,9 @@ class ModelBackend:
         # Time is left only when the try's own timeout was the shorter one.
         return _RetryError(error) if timeout < left else error
 
-    def _exchange(self, conn: http.client.HTTPConnection, payload: bytes) -> str:
+    def _exchange(
+        self, conn: http.client.HTTPConnection, payload: bytes, fired: threading.Event
+    ) -> str:
         headers = {'Content-Type': 'application/json', 'Accept': 'application/json'}
         if self.settings.api_key:
             headers['Authorization'] = f'Bearer {self.settings.api_key}'
@@ -175,6 +177,8 @@ class ModelBackend:
         response = conn.getresponse()
         limit = self.settings.max_reply_chars * _BYTES_PER_CHAR + _ENVELOPE_BYTES
         data = response.read(limit + 1)
+        if fired.is_set():  # what was read is cut short, not the answer
+            raise TimeoutError
         if response.status in _RETRY_STATUSES:
             error = ModelError(f'The model server answered HTTP {response.status}.')
             raise _RetryError(error, _retry_after(response))
