@@ -110,6 +110,9 @@ def test_a_conversation_is_answered_judged_recalled_and_remembered(
     assert llm_check(daemon)['status'] == 'ok'
     _, _, audit = daemon.get('/audit?limit=10')
     assert len(audit['entries']) == 4  # each message and each reply
+    log = daemon.log_text()
+    assert 'bees' not in log
+    assert 'gate' not in log
 
 
 @pytest.mark.parametrize(
@@ -141,6 +144,7 @@ def test_a_failing_model_is_a_clear_error_and_degrades_health(
     check = llm_check(daemon)
     assert (check['status'], check['critical']) == ('degraded', False)
     assert (check['last_error'], check['consecutive_failures']) == (code, 1)
+    assert 'Hello there' not in daemon.log_text()
     # Nothing of the failed turn is kept: the next one is turn 1 again.
     model.mode = 'ok'
     answer, document = chat(daemon, {'message': 'Hello again', 'session': 's-1'})

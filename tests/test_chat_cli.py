@@ -135,6 +135,11 @@ def test_commands_of_the_repl(
     term.expect(r'resumed, 3 turn\(s\)')
     term.type('/load /nonexistent/file\r')
     term.expect(r'/load: .*No such file')
+    (sdir / 'bad.json').write_text('{"turns": "not a list"}')
+    term.type(f'/load {sdir / "bad.json"}\r')
+    term.expect(r'not a transcript')
+    term.type('/save\r')
+    term.expect(r'/save needs a file name')
     term.type('/quit\r')
     assert term.wait() == 0
     assert (sdir / '.jamey_chat_history').read_text().count('/rules') == 1
