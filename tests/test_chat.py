@@ -14,10 +14,13 @@ from test_soul_api import FAST
 from test_soul_api import call
 from test_soul_api import entity_path
 
+from jamey import config
 from jamey.chat import Turn
 from jamey.chat import conversation
 from jamey.chat.backend import BackendSettings
 from jamey.chat.backend import ModelBackend
+from jamey.chat.backend import open_backend
+from jamey.errors import ConfigError
 from jamey.errors import ModelError
 from jamey.errors import ModelTimeoutError
 
@@ -370,3 +373,39 @@ def test_a_server_that_trickles_its_answer_cannot_hold_a_call(
     model.mode = 'ok'
     assert backend.complete(HELLO, time.perf_counter() + 60) == 'You said: hello'
     assert backend.health()['consecutive_failures'] == 0
+
+
+@pytest.mark.parametrize(
+    'url',
+    [
+        'ftp://host/v1',
+        'http://',
+        'localhost:8080',
+        'http://host/v1?key=1',
+        'http://a b',
+    ],
+)
+def test_a_bad_model_url_names_the_key(url: str) -> None:
+    with pytest.raises(ConfigError, match=r'llm.base_url = .*http:// or https://'):
+        config.load(None, {'JAMEY_LLM_BASE_URL': url})
+
+
+def test_a_key_file_without_one_key_is_a_configuration_error(tmp_path: Path) -> None:
+    key = tmp_path / 'key'
+    settings = config.load(
+        None,
+        {
+            'JAMEY_LLM_BASE_URL': 'http://127.0.0.1:9/v1',
+            'JAMEY_LLM_API_KEY_FILE': str(key),
+        },
+    )
+    for text in ('', '  \n', 'two words', '\x00\x01'):
+        key.write_text(text)
+        key.chmod(0o600)
+        with pytest.raises(ConfigError, match='must hold one key'):
+            open_backend(settings.llm, {})
+    key.write_text('sk-1\n')
+    backend = open_backend(settings.llm, {})
+    assert backend is not None
+    assert backend.settings.api_key == 'sk-1'
+    assert open_backend(config.load(None, {}).llm, {}) is None
