@@ -17,14 +17,8 @@ dialogue sent to the model grow to ``chat.context_turns`` as they do in use.
 import argparse
 import http.client
 import json
-import os
-import shutil
-import signal
 import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler
@@ -32,7 +26,13 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-BIN = Path(sys.executable).parent
+from api import UnixHTTP
+from startup import BIN
+from startup import jameyd_env
+from startup import scratch
+from startup import start_until_ready
+from startup import stop
+
 REPLY = json.dumps(
     {'choices': [{'message': {'role': 'assistant', 'content': 'Noted, thank you.'}}]}
 ).encode()
@@ -65,16 +65,6 @@ class Model(BaseHTTPRequestHandler):
         self.wfile.write(REPLY)
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    def __init__(self, path: Path) -> None:
-        super().__init__('localhost', timeout=30)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(str(self.path))
-
-
 def post(conn: http.client.HTTPConnection, target: str, body: Any) -> Any:
     headers = {'Content-Type': 'application/json'}
     conn.request('POST', target, json.dumps(body), headers)
@@ -94,27 +84,6 @@ def timed(send: Any, turns: int) -> list[float]:
     return samples
 
 
-def start_jameyd(root: Path, model_url: str) -> subprocess.Popen[bytes]:
-    sock = root / 'jamey.sock'
-    env = {
-        'PATH': os.environ.get('PATH', ''),
-        'JAMEY_STORAGE_STATE_DIR': str(root / 'state'),
-        'JAMEY_API_SOCKET': str(sock),
-        'JAMEY_LLM_BASE_URL': model_url,
-        'JAMEY_API_RATE_LIMIT_PER_S': '0',
-        'JAMEY_LOG_LEVEL': 'warning',
-    }
-    proc = subprocess.Popen(
-        [str(BIN / 'jameyd')], env=env, cwd=root, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 30
-    while not sock.exists():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            raise RuntimeError('jameyd did not start')
-        time.sleep(0.05)
-    return proc
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--turns', type=int, default=400)
@@ -122,35 +91,38 @@ def main() -> None:
     server = ThreadingHTTPServer(('127.0.0.1', 0), Model)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
-    root = Path(tempfile.mkdtemp(prefix='jamey-bench-chat-'))
-    proc = start_jameyd(root, f'http://127.0.0.1:{port}/v1')
-    try:
-        jamey = UnixHTTP(root / 'jamey.sock')
-        session = post(jamey, '/chat', {'message': 'Hello'})['session']
+    with scratch() as root:
+        env = jameyd_env(root, JAMEY_LLM_BASE_URL=f'http://127.0.0.1:{port}/v1')
+        _, proc = start_until_ready([str(BIN / 'jameyd')], env, root)
+        try:
+            measure(root, port, args.turns)
+        finally:
+            stop(proc)
+            server.shutdown()
 
-        def bare(message: str) -> None:
-            body = {'messages': [{'role': 'user', 'content': message}]}
-            model = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
-            post(model, '/v1/chat/completions', body)
-            model.close()
 
-        def chat(message: str) -> None:
-            post(jamey, '/chat', {'message': message, 'session': session})
+def measure(root: Path, port: int, turns: int) -> None:
+    jamey = UnixHTTP(root / 'jamey.sock')
+    session = post(jamey, '/chat', {'message': 'Hello'})['session']
 
-        for send in (bare, chat):  # warm both paths
-            timed(send, 20)
-        bare_s = statistics.median(timed(bare, args.turns))
-        chat_s = statistics.median(timed(chat, args.turns))
-        print(f'{args.turns} turns each, one client, median per turn')
-        print(f'  bare model call            {bare_s * 1e3:8.3f} ms')
-        print(f'  POST /chat around the same {chat_s * 1e3:8.3f} ms')
-        print(f'  ratio                      {chat_s / bare_s:8.2f}x')
-        print(f'  chat overhead              {(chat_s - bare_s) * 1e3:8.3f} ms')
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(30)
-        server.shutdown()
-        shutil.rmtree(root, ignore_errors=True)
+    def bare(message: str) -> None:
+        body = {'messages': [{'role': 'user', 'content': message}]}
+        model = http.client.HTTPConnection('127.0.0.1', port, timeout=30)
+        post(model, '/v1/chat/completions', body)
+        model.close()
+
+    def chat(message: str) -> None:
+        post(jamey, '/chat', {'message': message, 'session': session})
+
+    for send in (bare, chat):  # warm both paths
+        timed(send, 20)
+    bare_s = statistics.median(timed(bare, turns))
+    chat_s = statistics.median(timed(chat, turns))
+    print(f'{turns} turns each, one client, median per turn')
+    print(f'  bare model call            {bare_s * 1e3:8.3f} ms')
+    print(f'  POST /chat around the same {chat_s * 1e3:8.3f} ms')
+    print(f'  ratio                      {chat_s / bare_s:8.2f}x')
+    print(f'  chat overhead              {(chat_s - bare_s) * 1e3:8.3f} ms')
 
 
 if __name__ == '__main__':
