@@ -129,10 +129,9 @@ class Repl:
         }
 
     def run(self) -> int:
-        prompt = f'{self.entity or "you"}> '
         while True:
-            try:
-                line = input(prompt).strip()
+            try:  # the prompt names who talks, which /load can change
+                line = input(f'{self.entity or "you"}> ').strip()
             except EOFError:
                 print()
                 return EX_OK
