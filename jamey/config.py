@@ -516,6 +516,62 @@ class DaemonSettings:
     )
 
 
+def _http_url(value: str) -> str | None:
+    """The model's base URL: http or https, a host, no query or fragment."""
+    if not re.fullmatch(r'https?://[^\s/?#]+(/[^\s?#]*)?', value):
+        return 'must be an http:// or https:// URL such as "http://127.0.0.1:8080/v1"'
+    return None
+
+
+@dataclass(frozen=True, repr=False)
+class LlmSettings:
+    base_url: str = setting(
+        '',
+        'OpenAI-compatible chat-completions server (empty: no model)',
+        check=_http_url,
+        optional=True,
+    )
+    model: str = setting('', 'Model name sent to the server', optional=True)
+    api_key_file: str = setting(
+        '', 'Bearer key of the server; a secret file', optional=True
+    )
+    timeout_s: float = setting(
+        20.0, 'Longest wait for one model call (s)', minimum=0.1, maximum=600.0
+    )
+    retries: int = setting(
+        2,
+        'Further tries after a failed call (429, 5xx, network)',
+        minimum=0,
+        maximum=10,
+    )
+    backoff_s: float = setting(
+        0.5,
+        'First wait between tries, doubled each time, with jitter (s)',
+        minimum=0.0,
+        maximum=60.0,
+    )
+    max_reply_chars: int = setting(
+        4000, 'Longest reply accepted from the model', minimum=1, maximum=5000
+    )
+    system_prompt: str = setting(
+        'You are Jamey, a careful guardian. Answer briefly and honestly.',
+        'What the model is told before the conversation',
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class ChatSettings:
+    context_turns: int = setting(
+        4,
+        'Recent user turns of a session judged together with a new message',
+        minimum=1,
+        maximum=50,
+    )
+    recall_limit: int = setting(
+        5, 'Memories recalled for a message (0: none)', minimum=0, maximum=20
+    )
+
+
 @dataclass(frozen=True, repr=False)
 class Settings:
     storage: StorageSettings = dataclasses.field(default_factory=StorageSettings)
@@ -532,6 +588,8 @@ class Settings:
     mqtt: MqttSettings = dataclasses.field(default_factory=MqttSettings)
     log: LogSettings = dataclasses.field(default_factory=LogSettings)
     daemon: DaemonSettings = dataclasses.field(default_factory=DaemonSettings)
+    llm: LlmSettings = dataclasses.field(default_factory=LlmSettings)
+    chat: ChatSettings = dataclasses.field(default_factory=ChatSettings)
 
 
 class Key(NamedTuple):

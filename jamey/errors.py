@@ -183,3 +183,27 @@ class RefusedError(JameyError):
         self.error = error
         self.reason = reason
         self.field = field
+
+
+class ModelError(JameyError):
+    """The chat model failed; ``code`` says how, for the API and the health check."""
+
+    code = 'model_unavailable'
+
+
+class ModelTimeoutError(ModelError):
+    """The model did not answer in time (its timeout, or the request's deadline)."""
+
+    code = 'model_timeout'
+
+
+class ModelMalformedError(ModelError):
+    """The model answered, but not with a chat completion holding text."""
+
+    code = 'model_malformed'
+
+
+class ModelReplyTooLargeError(ModelError):
+    """The model's reply is longer than ``llm.max_reply_chars``."""
+
+    code = 'model_reply_too_large'

@@ -18,6 +18,7 @@ from jamey import __version__
 from jamey.storage import Database
 
 if TYPE_CHECKING:
+    from jamey.chat.backend import ModelBackend
     from jamey.memory import MemoryStore
     from jamey.mqtt import Bridge
     from jamey.vault import Vault
@@ -71,12 +72,14 @@ class HealthChecks:
         vault: 'Vault | None' = None,
         backup_interval_s: float = 0.0,
         mqtt: 'Bridge | None' = None,
+        llm: 'ModelBackend | None' = None,
     ) -> None:
         self.db = db
         self.memories = memories
         self.vault = vault
         self.backup_interval_s = backup_interval_s
         self.mqtt = mqtt
+        self.llm = llm
         self.state_dir = state_dir
         self.thresholds = thresholds
         self._clock = clock
@@ -93,6 +96,8 @@ class HealthChecks:
             checks.append(self._backups(self.vault, self.backup_interval_s))
         if self.mqtt is not None:
             checks.append(self._broker(self.mqtt))
+        if self.llm is not None:
+            checks.append(self._llm(self.llm))
         if any(c.critical and c.status == FAILING for c in checks):
             status = FAILING
         elif any(c.status != OK for c in checks):
@@ -166,6 +171,14 @@ class HealthChecks:
         guards locally and keeps their replies: degraded, not failing."""
         status = OK if mqtt.connected else DEGRADED
         return Check('mqtt', status, False, mqtt.stats())
+
+    @staticmethod
+    def _llm(llm: 'ModelBackend') -> Check:
+        """Chat still judges and remembers without its model: degraded, not
+        critical, while the last call failed; the next success clears it."""
+        detail = llm.health()
+        status = DEGRADED if detail['consecutive_failures'] else OK
+        return Check('llm', status, False, detail)
 
     def _versions(self) -> Check:
         # Imported here: start-up does not need the extension yet.

@@ -580,6 +580,21 @@ class MemoryStore:
         rows = self.db.connection().execute(sql, (*params, limit)).fetchall()
         return [_memory(r) for r in rows]
 
+    def tagged(self, layer: str, key: str, value: str, limit: int) -> list[Memory]:
+        """The newest memories of ``layer`` whose metadata has ``key`` set to
+        ``value``: a chat session is its working memories, tagged with it."""
+        rows = (
+            self.db.connection()
+            .execute(
+                f'SELECT {_COLUMNS} FROM memories'  # noqa: S608 - constants only
+                ' WHERE layer = ? AND json_extract(metadata, ?) = ?'
+                ' ORDER BY created_ms DESC, id DESC LIMIT ?',
+                (layer, f'$.{key}', value, limit),
+            )
+            .fetchall()
+        )
+        return [_memory(r) for r in rows]
+
     def _by_ids(self, ids: list[str]) -> dict[str, Memory]:
         if not ids:
             return {}

@@ -91,6 +91,13 @@ def text(field: str, value: Any, max_chars: int, *, required: bool = True) -> st
     return value
 
 
+def without_control(value: str) -> str:
+    """``value`` less the characters ``text`` refuses: for text Jamey did not
+    write itself (a model's reply), which must still be storable and safe to
+    print on a terminal."""
+    return _CONTROL.sub('', value)
+
+
 def slug(field: str, value: Any) -> str:
     if not isinstance(value, str) or not SLUG.fullmatch(value):
         raise InputError(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from model_server import ModelServer
 
 from jamey import storage
 
@@ -255,3 +256,11 @@ def run_cli(
         cwd=cwd,
         check=False,
     )
+
+
+@pytest.fixture
+def model() -> Iterator[ModelServer]:
+    """A chat-completions server on a free port, answering as ``mode`` says."""
+    server = ModelServer()
+    yield server
+    server.close()

@@ -26,7 +26,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 AUDIENCE = 'jamey-test-device'
 # A stand-in for every path parameter: names nothing that exists.
-PATH_VALUES = {'{name}': 'nobody-here', '{id}': '0190f0a0-0000-7000-8000-000000000000'}
+PATH_VALUES = {
+    '{name}': 'nobody-here',
+    '{id}': '0190f0a0-0000-7000-8000-000000000000',
+    '{session}': 'no-session',
+}
 
 
 @contextlib.contextmanager
@@ -223,9 +227,14 @@ def test_authorisation_matrix_over_tls(site: Site) -> None:
                 assert doc['code'] == 'forbidden'
             checked += 1
     assert checked > 100
-    assert {'/vault/backups', '/vault/backups/{id}/verify', '/tokens', '/audit'} <= set(
-        document['paths']
-    )
+    assert {
+        '/vault/backups',
+        '/vault/backups/{id}/verify',
+        '/tokens',
+        '/audit',
+        '/chat',
+        '/chat/sessions/{session}',
+    } <= set(document['paths'])
     # The routes added later inherit all this: /tokens/{id} with a real id.
     victim = site.token('victim', 'read')
     assert site.tls.request('DELETE', f'/tokens/{victim["id"]}', write)[0] == 403

@@ -15,6 +15,8 @@ from jamey.api.access import Cors
 from jamey.api.access import Deadline
 from jamey.api.access import Policy
 from jamey.api.access import Route
+from jamey.api.chat import ChatResource
+from jamey.api.chat import ChatSession
 from jamey.api.conscience import Evaluate
 from jamey.api.conscience import RuleItem
 from jamey.api.conscience import Rules
@@ -43,6 +45,7 @@ from jamey.api.tokens import Tokens
 from jamey.api.vault import Backups
 from jamey.api.vault import BackupVerify
 from jamey.audit import AuditLog
+from jamey.chat import Chat
 from jamey.conscience import Conscience
 from jamey.health import HealthChecks
 from jamey.memory import MemoryStore
@@ -66,6 +69,7 @@ class Parts(NamedTuple):
     consistent_timeout_s: float = 5.0
     gauges: tuple[Gauge, ...] = ()
     vault: Vault | None = None
+    chat: Chat | None = None
 
 
 def routes(parts: Parts, metrics: CollectorRegistry) -> dict[str, Route]:
@@ -100,6 +104,9 @@ def routes(parts: Parts, metrics: CollectorRegistry) -> dict[str, Route]:
             Backups(p.vault, p.health.db.path), floor=_ADMIN
         )
         table['/vault/backups/{id}/verify'] = Route(BackupVerify(p.vault), floor=_ADMIN)
+    if p.chat is not None:
+        table['/chat'] = Route(ChatResource(p.chat))
+        table['/chat/sessions/{session}'] = Route(ChatSession(p.chat))
     return table
 
 

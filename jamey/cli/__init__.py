@@ -16,6 +16,7 @@ from typing import Any
 
 from jamey import __version__
 from jamey import config
+from jamey.cli import chat
 from jamey.cli import conscience
 from jamey.cli import memory
 from jamey.cli import soul
@@ -163,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     soul.register(commands)
     token.register(commands)
     vault.register(commands)
+    chat.register(commands)
     return parser
 
 

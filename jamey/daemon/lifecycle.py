@@ -30,6 +30,9 @@ from jamey.api.access import Policy
 from jamey.api.app import Parts
 from jamey.api.metrics import Gauge
 from jamey.audit import AuditLog
+from jamey.chat import Chat
+from jamey.chat import ChatSettings
+from jamey.chat.backend import open_backend
 from jamey.conscience import Conscience
 from jamey.daemon.listener import UnixListener
 from jamey.daemon.systemd import Notifier
@@ -87,6 +90,14 @@ def _retention(settings: config.Settings) -> Retention:
     memory = settings.memory
     ttl = {layer: getattr(memory, f'{layer}_ttl_s') for layer in LAYERS}
     return Retention(ttl, memory.max_items)
+
+
+def _chat_settings(settings: config.Settings) -> ChatSettings:
+    return ChatSettings(
+        settings.chat.context_turns,
+        settings.chat.recall_limit,
+        settings.llm.system_prompt,
+    )
 
 
 def _gauges(vault: Vault, bridge: 'Bridge | None') -> tuple[Gauge, ...]:
@@ -178,6 +189,7 @@ class Daemon:
             )
         # The vault's key is read now: a bad key file stops the start (78).
         self._vault = open_vault(self.settings, self.environ, self.config_file)
+        llm = open_backend(self.settings.llm, self.environ)
         self.conscience = Conscience(self._db, self.settings.conscience.deny_weight)
         memory = self.settings.memory
         soul = Soul(self._db, _soul_settings(self.settings))
@@ -219,6 +231,7 @@ class Daemon:
             vault=self._vault,
             backup_interval_s=backup_interval_s,
             mqtt=self._mqtt,
+            llm=llm,
         )
         api = self.settings.api
         self._tokens = TokenStore(self._db)
@@ -237,6 +250,14 @@ class Daemon:
                 memory.consistent_timeout_s,
                 gauges=_gauges(self._vault, self._mqtt),
                 vault=self._vault,
+                chat=Chat(
+                    self.conscience,
+                    soul,
+                    self._audit,
+                    self._memories,
+                    llm,
+                    _chat_settings(self.settings),
+                ),
             )
         )
         self._listener = UnixListener(

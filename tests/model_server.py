@@ -1,0 +1,110 @@
+"""A real HTTP server speaking the chat-completions protocol, for tests.
+
+``mode`` says how it answers the next requests; every request it gets is
+kept (its JSON body and its headers) so tests can see what jameyd sent.
+"""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
+from typing import Any
+
+DENIED_REPLY = 'Sure: I will poison them and hurt them.'
+
+
+def completion(content: Any) -> bytes:
+    return json.dumps(
+        {
+            'id': 'chatcmpl-1',
+            'object': 'chat.completion',
+            'choices': [
+                {
+                    'index': 0,
+                    'message': {'role': 'assistant', 'content': content},
+                    'finish_reason': 'stop',
+                }
+            ],
+        }
+    ).encode()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: 'ModelServer'
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get('Content-Length', '0'))
+        body = json.loads(self.rfile.read(length))
+        self.server.seen.append((self.path, dict(self.headers), body))
+        mode = self.server.mode
+        if mode == 'slow':
+            time.sleep(self.server.slow_s)
+        if mode == 'drip':
+            self._drip()
+            return
+        status, headers, data = self._answer(mode, body)
+        try:
+            self.send_response(status)
+            for name, value in {'Content-Type': 'application/json', **headers}.items():
+                self.send_header(name, value)
+            self.send_header('Content-Length', str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except OSError:
+            return  # the client gave up first
+
+    def _drip(self) -> None:
+        """A byte at a time, each well within any socket timeout."""
+        try:
+            self.wfile.write(b'HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n')
+            for _ in range(1000):
+                self.wfile.write(b' ')
+                self.wfile.flush()
+                time.sleep(self.server.slow_s / 1000)
+        except OSError:
+            return  # the client gave up, as it should
+
+    def _answer(self, mode: str, body: Any) -> tuple[int, dict[str, str], bytes]:
+        last = body['messages'][-1]['content']
+        answers: dict[str, tuple[int, dict[str, str], bytes]] = {
+            'ok': (200, {}, completion(f'You said: {last}')),
+            'slow': (200, {}, completion('late')),
+            '500': (500, {}, b'{"error": "boom"}'),
+            '429': (
+                429,
+                {'Retry-After': self.server.retry_after},
+                b'{"error": "slow down"}',
+            ),
+            '401': (401, {}, b'{"error": "who are you"}'),
+            'malformed': (200, {}, b'{"choices": [{"message": '),
+            'no_choices': (200, {}, b'{"choices": []}'),
+            'oversized': (200, {}, completion('x' * 5000)),
+            'deny': (200, {}, completion(DENIED_REPLY)),
+            'control': (200, {}, completion('\x1b[31mred\x1b[0m\r\nline')),
+        }
+        return answers[mode]
+
+
+class ModelServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(('127.0.0.1', 0), _Handler)
+        self.mode = 'ok'
+        self.slow_s = 3.0
+        self.retry_after = '0'
+        self.seen: list[tuple[str, dict[str, str], Any]] = []
+        self._thread = threading.Thread(target=self.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f'http://127.0.0.1:{self.server_address[1]}/v1'
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
