@@ -333,10 +333,15 @@ class JwtVerifier:
 
 
 def _highest_scope(claim: Any) -> Scope | None:
-    """A scope claim is one scope or several separated by spaces (OAuth)."""
-    if not isinstance(claim, str):
+    """A scope claim is one scope, several separated by spaces (OAuth), or a
+    list of them; the highest known one counts."""
+    if isinstance(claim, str):
+        words = claim.split()
+    elif isinstance(claim, list) and all(isinstance(w, str) for w in claim):
+        words = claim
+    else:
         return None
-    scopes = [Scope[w.upper()] for w in claim.split() if w.upper() in Scope.__members__]
+    scopes = [Scope[w.upper()] for w in words if w.upper() in Scope.__members__]
     return max(scopes, default=None)
 
 

@@ -24,6 +24,12 @@ from conftest import run_cli
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
+from jamey.access import AuthError
+from jamey.access import JwtSettings
+from jamey.access import JwtVerifier
+from jamey.access import Principal
+from jamey.access import Scope
+
 AUDIENCE = 'jamey-test-device'
 # A stand-in for every path parameter: names nothing that exists.
 PATH_VALUES = {
@@ -545,3 +551,53 @@ def test_bad_access_settings_stop_the_start(
     assert daemon.wait() == 78
     assert message in daemon.log_text()
     assert not daemon.socket.exists()
+
+
+@pytest.mark.parametrize(
+    ('claim', 'scope'),
+    [
+        ('read', Scope.READ),
+        ('openid write', Scope.WRITE),
+        ('read admin write', Scope.ADMIN),
+        (['read', 'write'], Scope.WRITE),
+        ('root', None),
+        (3, None),
+        ([1, 'admin'], None),
+        (None, None),
+    ],
+)
+def test_jwt_scope_claims(claim: Any, scope: Scope | None) -> None:
+    key = ed25519.Ed25519PrivateKey.generate()
+    verifier = JwtVerifier(JwtSettings('EdDSA', key.public_key(), 'here', 'scope', 0))
+    claims = {'sub': 'peer', 'aud': 'here', 'exp': int(time.time()) + 60}
+    if claim is not None:
+        claims['scope'] = claim
+    token = jwt.encode(claims, key, algorithm='EdDSA')
+    if scope is None:
+        with pytest.raises(AuthError, match='no known scope'):
+            verifier.authenticate(token)
+    else:
+        assert verifier.authenticate(token) == Principal('jwt:peer', scope, 'jwt')
+
+
+def test_jwt_algorithm_is_pinned_and_sub_required() -> None:
+    secret = b's' * 64
+    verifier = JwtVerifier(JwtSettings('HS256', secret, 'here', 'scope', 0))
+    good = {'sub': 'peer', 'aud': 'here', 'exp': int(time.time()) + 60, 'scope': 'read'}
+    assert verifier.authenticate(jwt.encode(good, secret, algorithm='HS256')).scope == (
+        Scope.READ
+    )
+    for bad in (
+        jwt.encode(good, secret, algorithm='HS384'),
+        jwt.encode({**good, 'sub': ''}, secret, algorithm='HS256'),
+        jwt.encode(
+            {k: v for k, v in good.items() if k != 'sub'}, secret, algorithm='HS256'
+        ),
+        jwt.encode(
+            {k: v for k, v in good.items() if k != 'exp'}, secret, algorithm='HS256'
+        ),
+        'not.a.jwt',
+    ):
+        with pytest.raises(AuthError) as refused:
+            verifier.authenticate(bad)
+        assert refused.value.code == 'invalid_token'
