@@ -15,6 +15,7 @@ from jamey.api.access import Cors
 from jamey.api.access import Deadline
 from jamey.api.access import Policy
 from jamey.api.access import Route
+from jamey.api.audit import Audit
 from jamey.api.chat import ChatResource
 from jamey.api.chat import ChatSession
 from jamey.api.conscience import Evaluate
@@ -39,7 +40,6 @@ from jamey.api.soul import Decay
 from jamey.api.soul import Entities
 from jamey.api.soul import EntityEmotions
 from jamey.api.soul import EntityItem
-from jamey.api.tokens import Audit
 from jamey.api.tokens import TokenItem
 from jamey.api.tokens import Tokens
 from jamey.api.vault import Backups
