@@ -101,3 +101,14 @@ def test_config_check_honours_the_environment(sdir: Path) -> None:
     result = run_cli('config', 'check', env={'JAMEY_CONFIG': str(sdir / 'none.toml')})
     assert result.returncode == 78
     assert 'cannot read config file' in result.stderr
+
+
+def test_json_may_follow_the_command(jameyd: Jameyd) -> None:
+    env = {'JAMEY_SOCKET': str(jameyd.socket)}
+    after = run_cli('token', 'create', 'late', '--scope', 'read', '--json', env=env)
+    assert after.returncode == 0, after.stderr
+    assert {'id', 'token', 'scope'} <= json.loads(after.stdout).keys()
+    listed = run_cli('token', 'list', '--json', env=env)
+    assert [t['name'] for t in json.loads(listed.stdout)['tokens']] == ['late']
+    human = run_cli('token', 'list', env=env)
+    assert human.stdout.startswith(json.loads(after.stdout)['id'])

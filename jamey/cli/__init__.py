@@ -165,7 +165,24 @@ def _parser() -> argparse.ArgumentParser:
     token.register(commands)
     vault.register(commands)
     chat.register(commands)
+    _json_after_commands(parser)
     return parser
+
+
+def _json_after_commands(parser: argparse.ArgumentParser) -> None:
+    """``--json`` also after a command (``jameyctl token create x --json``):
+    people put it where they think of it. Absent there, the global one holds."""
+    # argparse has no public way to walk its subcommands.
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                sub.add_argument(
+                    '--json',
+                    action='store_true',
+                    default=argparse.SUPPRESS,
+                    help='output for scripts',
+                )
+                _json_after_commands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -64,7 +64,7 @@ class _Adapter(BuiltinSSLAdapter):
 
     def __init__(self, context: ssl.SSLContext) -> None:
         # NOTE: the base __init__ loads files into a context of its own with
-        # the library's defaults (TLS 1.2 allowed); this one is built above.
+        # the library's defaults (TLS 1.2 allowed); this one comes from tls_context.
         self.certificate = self.private_key = self.certificate_chain = None
         self.ciphers = None
         self.private_key_password = None
