@@ -190,3 +190,95 @@ def test_a_bug_is_a_bare_500_and_a_logged_trace(
     assert record.exc_info is not None
     assert record.route == '/health/detailed'  # type: ignore[attr-defined]
     assert json.loads(result.text)['request_id'] == 'bug-1'
+
+
+@pytest.mark.parametrize(
+    ('body', 'status', 'code', 'field'),
+    [
+        ({'scope': 'read'}, 422, 'required', 'name'),
+        ({'name': 'ci'}, 422, 'required', 'scope'),
+        ({'name': 7, 'scope': 'read'}, 422, 'wrong_type', 'name'),
+        ({'name': '', 'scope': 'read'}, 422, 'empty', 'name'),
+        ({'name': 'x' * 65, 'scope': 'read'}, 422, 'too_long', 'name'),
+        ({'name': 'a\x1bb', 'scope': 'read'}, 422, 'control_characters', 'name'),
+        ({'name': 'ci', 'scope': 'root'}, 422, 'invalid_scope', 'scope'),
+        ({'name': 'ci', 'scope': ['read']}, 422, 'invalid_scope', 'scope'),
+        ({'name': 'ci', 'scope': 'read', 'expires_in_s': 0}, 422, 'out_of_range', None),
+        (
+            {'name': 'ci', 'scope': 'read', 'expires_in_s': 1e12},
+            422,
+            'out_of_range',
+            None,
+        ),
+        (
+            {'name': 'ci', 'scope': 'read', 'expires_in_s': '1h'},
+            422,
+            'wrong_type',
+            None,
+        ),
+        ({'name': 'ci', 'scope': 'read', 'root': True}, 422, 'unknown_field', 'root'),
+        ([1, 2], 422, 'wrong_type', None),
+    ],
+)
+def test_token_requests_are_checked(
+    client: falcon.testing.TestClient,
+    body: object,
+    status: int,
+    code: str,
+    field: str | None,
+) -> None:
+    result = client.simulate_post('/tokens', json=body)
+    assert_problem(result, status, code)
+    if field is not None:
+        assert result.json['field'] == field
+    assert client.simulate_get('/tokens').json == {'tokens': []}
+
+
+def test_token_names_are_unique_among_active_tokens(
+    client: falcon.testing.TestClient,
+) -> None:
+    first = client.simulate_post('/tokens', json={'name': 'ci', 'scope': 'read'})
+    assert first.status_code == 201
+    assert first.headers['location'] == f'/tokens/{first.json["id"]}'
+    again = client.simulate_post('/tokens', json={'name': 'ci', 'scope': 'write'})
+    assert_problem(again, 409, 'token_exists')
+    assert client.simulate_delete(f'/tokens/{first.json["id"]}').json['active'] is False
+    # Revoked, the name is free again; the old one stays listed.
+    assert client.simulate_post('/tokens', json={'name': 'ci', 'scope': 'write'}).json
+    names = [
+        (t['name'], t['active']) for t in client.simulate_get('/tokens').json['tokens']
+    ]
+    assert sorted(names) == [('ci', False), ('ci', True)]
+    assert_problem(client.simulate_delete('/tokens/nope'), 404, 'token_not_found')
+
+
+def test_audit_pages_and_bad_queries(client: falcon.testing.TestClient) -> None:
+    decisions = [
+        client.simulate_post('/evaluate', json={'action': f'I will help {n}'}).json[
+            'decision_id'
+        ]
+        for n in range(5)
+    ]
+    first = client.simulate_get('/audit', params={'limit': '2'}).json
+    assert [e['decision_id'] for e in first['entries']] == decisions[:-3:-1]
+    second = client.simulate_get(
+        '/audit', params={'limit': '2', 'before': str(first['next_before'])}
+    ).json
+    assert [e['decision_id'] for e in second['entries']] == decisions[2:0:-1]
+    last = client.simulate_get(
+        '/audit', params={'limit': '2', 'before': str(second['next_before'])}
+    ).json
+    assert [e['decision_id'] for e in last['entries']] == decisions[:1]
+    assert last['next_before'] is None
+    only = client.simulate_get('/audit', params={'decision_id': decisions[3]}).json
+    assert [e['decision_id'] for e in only['entries']] == [decisions[3]]
+    assert only['entries'][0]['principal'] == 'unix'
+    for params, code in (
+        ({'limit': '0'}, 'out_of_range'),
+        ({'limit': '1001'}, 'out_of_range'),
+        ({'limit': 'ten'}, 'wrong_type'),
+        ({'before': '-1'}, 'wrong_type'),
+        ({'decision_id': 'a\x00b'}, 'control_characters'),
+        ({'verdict': 'deny'}, 'unknown_field'),
+    ):
+        assert_problem(client.simulate_get('/audit', params=params), 422, code)
