@@ -14,19 +14,22 @@ import os
 import threading
 import time
 from base64 import urlsafe_b64encode
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import NamedTuple
 
 from jamey import validation
 from jamey.clock import iso_utc
+from jamey.errors import ConfigError
 from jamey.errors import ConflictError
 from jamey.errors import InputError
 from jamey.errors import NotFoundError
-from jamey.errors import SecretError
 from jamey.storage import Database
+
+if TYPE_CHECKING:
+    from jamey.jwts import TrustedKey
 
 TOKEN_PREFIX = 'jamey_'  # noqa: S105 - a prefix, not a secret
 MAX_TOKEN_CHARS = 4096
@@ -241,48 +244,57 @@ class TokenStore:
 
 class JwtSettings(NamedTuple):
     algorithm: str
-    key: Any  # a PEM public key for EdDSA/ES256, the secret for HS256
+    keys: 'list[TrustedKey]'  # of that algorithm: public keys, or the secret
     audience: str
     scope_claim: str
     leeway_s: int
 
 
-def load_jwt_key(algorithm: str, key_file: str, secret: Callable[[str], bytes]) -> Any:
-    """The verification key: a public key file, or (HS256) a secret file.
+def load_jwt_keys(
+    algorithm: str, key_file: str, secret: Callable[[str], bytes]
+) -> 'list[TrustedKey]':
+    """The keys that verify JWTs: the public keys of a PEM file (several,
+    for rotation), or (HS256) a secret file.
 
     Raises:
-        SecretError: the file is missing, unreadable, or not a key.
+        ConfigError: the file is missing, unreadable, holds no key, or a key
+            of another algorithm than ``auth.jwt_algorithm``.
     """
+    from jamey import jwts  # noqa: PLC0415 - pyjwt costs start-up; load it where used
+
     if algorithm == 'HS256':
-        value = secret(key_file).strip()
-        if len(value) < 32:
-            raise SecretError(f'HS256 secret {key_file} must be at least 32 bytes')
-        return value
+        return [jwts.secret_key(secret(key_file), 'auth.jwt_key_file')]
     try:
         pem = Path(key_file).read_bytes()
     except OSError as exc:
-        raise SecretError(f'cannot read JWT key {key_file}: {exc.strerror}') from None
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key  # noqa: PLC0415
-
-    try:
-        return load_pem_public_key(pem)
-    except ValueError:
-        raise SecretError(f'{key_file} is not a PEM public key') from None
+        raise ConfigError(
+            f'cannot read auth.jwt_key_file {key_file}: {exc.strerror}'
+        ) from None
+    keys = jwts.public_keys(pem, 'auth.jwt_key_file')
+    other = {k.algorithm for k in keys} - {algorithm}
+    if other:
+        raise ConfigError(
+            f'auth.jwt_key_file holds {", ".join(sorted(other))} keys but'
+            f' auth.jwt_algorithm is {algorithm}'
+        )
+    return keys
 
 
 class JwtVerifier:
-    """Bearer JWTs of sibling devices: one pinned algorithm, ``exp`` and
-    ``aud`` required, the scope from a claim.
+    """Bearer JWTs of sibling devices: the keys of one pinned algorithm,
+    ``exp``, ``aud`` and ``sub`` required, the scope from a claim.
 
-    Verified tokens are remembered until they expire (a signature check
-    costs more than the rest of a small request); a changed key forgets them.
+    Verified tokens are remembered until they expire, at most an hour (a
+    signature check costs more than the rest of a small request); a changed
+    key makes a new verifier, which forgets them.
     """
 
     def __init__(self, settings: JwtSettings, clock: Callable[[], float] = time.time):
+        from jamey import jwts  # noqa: PLC0415 - pyjwt costs start-up; load it where used
+
         self.settings = settings
         self._clock = clock
-        self._lock = threading.Lock()
-        self._verified: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._verified = jwts.VerifiedTokens(_JWT_CACHE_SIZE)
 
     def authenticate(self, token: str) -> Principal:
         """The principal of a valid JWT.
@@ -290,46 +302,27 @@ class JwtVerifier:
         Raises:
             AuthError: bad signature, algorithm, audience, expiry or scope.
         """
-        now = self._clock()
-        with self._lock:
-            hit = self._verified.get(token)
-            if hit is not None and now < hit[1]:
-                self._verified.move_to_end(token)
-                return hit[0]
-        principal, expires = self._verify(token, now)
-        with self._lock:
-            self._verified[token] = (principal, expires)
-            while len(self._verified) > _JWT_CACHE_SIZE:
-                self._verified.popitem(last=False)
-        return principal
-
-    def _verify(self, token: str, now: float) -> tuple[Principal, float]:
-        import jwt  # noqa: PLC0415 - 90 ms of start-up, only where JWTs are used
+        known: Principal | None = self._verified.get(token)
+        if known is not None:
+            return known
+        from jamey import jwts  # noqa: PLC0415 - loaded with the verifier already
 
         s = self.settings
         try:
-            claims = jwt.decode(
-                token,
-                s.key,
-                algorithms=[s.algorithm],
-                audience=s.audience,
-                leeway=s.leeway_s,
-                options={'require': ['exp', 'aud', 'sub']},
+            claims = jwts.decode(
+                token, s.keys, [s.audience], s.leeway_s, ('exp', 'aud', 'sub')
             )
-        except jwt.ExpiredSignatureError:
-            raise AuthError('token_expired', 'The JWT has expired.') from None
-        except jwt.InvalidAudienceError:
-            raise AuthError(
-                'invalid_token', 'The JWT is for another audience.'
-            ) from None
-        except jwt.PyJWTError:
-            raise AuthError('invalid_token', 'The JWT is not valid.') from None
+        except jwts.TokenRejectedError as exc:
+            code = 'token_expired' if exc.reason == 'expired' else 'invalid_token'
+            raise AuthError(code, str(exc)) from None
         scope = _highest_scope(claims.get(s.scope_claim))
         subject = claims['sub']
         if scope is None or not isinstance(subject, str) or not subject:
             raise AuthError('invalid_token', 'The JWT grants no known scope.')
-        expires = min(float(claims['exp']) + s.leeway_s, now + 3600)
-        return Principal(f'jwt:{subject[:128]}', scope, 'jwt'), expires
+        principal = Principal(f'jwt:{subject[:128]}', scope, 'jwt')
+        until = min(float(claims['exp']) + s.leeway_s, self._clock() + 3600)
+        self._verified.put(token, principal, until)
+        return principal
 
 
 def _highest_scope(claim: Any) -> Scope | None:

@@ -215,7 +215,7 @@ class AuthSettings:
     )
     jwt_key_file: str = setting(
         '',
-        'Public key (PEM) of EdDSA/ES256, or a secret file for HS256 (empty: no JWT)',
+        'Public keys (PEM) of EdDSA/ES256, or a secret file for HS256 (empty: no JWT)',
         optional=True,
         live=True,
     )

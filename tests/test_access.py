@@ -22,6 +22,7 @@ from conftest import check_no_leak
 from conftest import request
 from conftest import run_cli
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from jamey.access import AuthError
@@ -29,6 +30,9 @@ from jamey.access import JwtSettings
 from jamey.access import JwtVerifier
 from jamey.access import Principal
 from jamey.access import Scope
+from jamey.access import load_jwt_keys
+from jamey.errors import ConfigError
+from jamey.jwts import TrustedKey
 
 AUDIENCE = 'jamey-test-device'
 # A stand-in for every path parameter: names nothing that exists.
@@ -568,7 +572,11 @@ def test_bad_access_settings_stop_the_start(
 )
 def test_jwt_scope_claims(claim: Any, scope: Scope | None) -> None:
     key = ed25519.Ed25519PrivateKey.generate()
-    verifier = JwtVerifier(JwtSettings('EdDSA', key.public_key(), 'here', 'scope', 0))
+    verifier = JwtVerifier(
+        JwtSettings(
+            'EdDSA', [TrustedKey('EdDSA', key.public_key())], 'here', 'scope', 0
+        )
+    )
     claims = {'sub': 'peer', 'aud': 'here', 'exp': int(time.time()) + 60}
     if claim is not None:
         claims['scope'] = claim
@@ -582,7 +590,9 @@ def test_jwt_scope_claims(claim: Any, scope: Scope | None) -> None:
 
 def test_jwt_algorithm_is_pinned_and_sub_required() -> None:
     secret = b's' * 64
-    verifier = JwtVerifier(JwtSettings('HS256', secret, 'here', 'scope', 0))
+    verifier = JwtVerifier(
+        JwtSettings('HS256', [TrustedKey('HS256', secret)], 'here', 'scope', 0)
+    )
     good = {'sub': 'peer', 'aud': 'here', 'exp': int(time.time()) + 60, 'scope': 'read'}
     assert verifier.authenticate(jwt.encode(good, secret, algorithm='HS256')).scope == (
         Scope.READ
@@ -601,3 +611,50 @@ def test_jwt_algorithm_is_pinned_and_sub_required() -> None:
         with pytest.raises(AuthError) as refused:
             verifier.authenticate(bad)
         assert refused.value.code == 'invalid_token'
+
+
+def _pem(*keys: Any) -> bytes:
+    return b''.join(
+        k.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        for k in keys
+    )
+
+
+def test_jwt_keys_rotate_and_match_the_pinned_algorithm(tmp_path: Path) -> None:
+    old, new = (
+        ed25519.Ed25519PrivateKey.generate(),
+        ed25519.Ed25519PrivateKey.generate(),
+    )
+    both = tmp_path / 'fleet.pem'
+    both.write_bytes(_pem(old, new))
+    keys = load_jwt_keys('EdDSA', str(both), lambda name: b'')
+    verifier = JwtVerifier(JwtSettings('EdDSA', keys, 'here', 'scope', 0))
+    claims = {
+        'sub': 'peer',
+        'aud': 'here',
+        'exp': int(time.time()) + 60,
+        'scope': 'read',
+    }
+    for key in (old, new):
+        token = jwt.encode(claims, key, algorithm='EdDSA')
+        assert verifier.authenticate(token).name == 'jwt:peer'
+    stranger = jwt.encode(
+        claims, ed25519.Ed25519PrivateKey.generate(), algorithm='EdDSA'
+    )
+    with pytest.raises(AuthError, match='None of the trusted keys'):
+        verifier.authenticate(stranger)
+    p256 = tmp_path / 'p256.pem'
+    p256.write_bytes(_pem(ec.generate_private_key(ec.SECP256R1())))
+    with pytest.raises(ConfigError, match=r'holds ES256 keys but auth\.jwt_algorithm'):
+        load_jwt_keys('EdDSA', str(p256), lambda name: b'')
+    assert load_jwt_keys('ES256', str(p256), lambda name: b'')[0].algorithm == 'ES256'
+    with pytest.raises(ConfigError, match='at least 32 bytes'):
+        load_jwt_keys('HS256', 'secret', lambda name: b'short')
+    garbage = tmp_path / 'garbage.pem'
+    garbage.write_bytes(b'not a key')
+    with pytest.raises(ConfigError, match='no PEM public key'):
+        load_jwt_keys('EdDSA', str(garbage), lambda name: b'')
+    with pytest.raises(ConfigError, match=r'cannot read auth\.jwt_key_file'):
+        load_jwt_keys('EdDSA', str(tmp_path / 'absent.pem'), lambda name: b'')

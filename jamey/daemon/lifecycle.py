@@ -24,7 +24,7 @@ from jamey.access import JwtSettings
 from jamey.access import JwtVerifier
 from jamey.access import Scope
 from jamey.access import TokenStore
-from jamey.access import load_jwt_key
+from jamey.access import load_jwt_keys
 from jamey.api import create_app
 from jamey.api.access import Policy
 from jamey.api.app import Parts
@@ -39,7 +39,6 @@ from jamey.daemon.systemd import Notifier
 from jamey.daemon.systemd import watchdog_interval
 from jamey.errors import ConfigError
 from jamey.errors import RuleError
-from jamey.errors import SecretError
 from jamey.errors import StorageError
 from jamey.health import FAILING
 from jamey.health import HealthChecks
@@ -408,18 +407,18 @@ class Daemon:
         jwts = None
         if auth.jwt_key_file:
             try:
-                key = load_jwt_key(
+                keys = load_jwt_keys(
                     auth.jwt_algorithm,
                     auth.jwt_key_file,
                     lambda name: config.read_secret(name, self.environ),
                 )
-            except SecretError as exc:
+            except ConfigError as exc:
                 log.error('auth.jwt_key_unusable', extra={'error': str(exc)})
             else:
                 jwts = JwtVerifier(
                     JwtSettings(
                         auth.jwt_algorithm,
-                        key,
+                        keys,
                         auth.jwt_audience,
                         auth.jwt_scope_claim,
                         auth.jwt_leeway_s,
