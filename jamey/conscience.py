@@ -218,9 +218,7 @@ class Conscience:
         """
         body = validation.require_object(body)
         validation.reject_unknown(body, RULE_FIELDS)
-        for required in ('name', 'description', 'weight'):
-            if required not in body:
-                raise InputError(required, 'required', f'{required} is required.')
+        validation.require_fields(body, ('name', 'description', 'weight'))
         fields = {
             'violations': [],
             'affirmations': [],

@@ -113,9 +113,7 @@ def check_id(value: str) -> str:
 def _checked(raw: Any) -> dict[str, Any]:
     body = validation.require_object(raw)
     validation.reject_unknown(body, FIELDS)
-    for required in ('content', 'layer'):
-        if required not in body:
-            raise InputError(required, 'required', f'{required} is required.')
+    validation.require_fields(body, ('content', 'layer'))
     validation.text('content', body['content'], MAX_CONTENT_CHARS)
     if body['layer'] not in LAYERS:
         raise InputError(

@@ -13,7 +13,6 @@ from jamey.api.body import read_json
 from jamey.api.openapi import json_response
 from jamey.api.openapi import ref
 from jamey.api.openapi import text
-from jamey.errors import InputError
 
 _JSON = 'application/json'
 _SCOPE = {'type': 'string', 'enum': ['read', 'write', 'admin']}
@@ -100,9 +99,7 @@ class Tokens:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = validation.require_object(read_json(req))
         validation.reject_unknown(body, ('name', 'scope', 'expires_in_s'))
-        for field in ('name', 'scope'):
-            if field not in body:
-                raise InputError(field, 'required', f'{field} is required.')
+        validation.require_fields(body, ('name', 'scope'))
         record, token = self.tokens.create(
             body['name'], body['scope'], body.get('expires_in_s')
         )

@@ -320,8 +320,7 @@ class Soul:
         name = validation.entity_name('name', name)
         body = validation.require_object(body)
         validation.reject_unknown(body, ('trust',))
-        if 'trust' not in body:
-            raise InputError('trust', 'required', 'trust is required.')
+        validation.require_fields(body, ('trust',))
         trust = check_unit('trust', body['trust'])
         with self.db.transaction() as conn:
             updated = conn.execute(
