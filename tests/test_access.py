@@ -366,7 +366,7 @@ def test_rate_limit_is_reached_and_recovers(sdir: Path, make_jameyd: Any) -> Non
     site = start_site(
         sdir,
         make_jameyd,
-        {'JAMEY_API_RATE_LIMIT_PER_S': '2', 'JAMEY_API_RATE_LIMIT_BURST': '5'},
+        {'JAMEY_API_RATE_LIMIT_PER_S': '0.5', 'JAMEY_API_RATE_LIMIT_BURST': '5'},
     )
     token = site.token('busy', 'read')['token']  # over the socket: its own bucket
     statuses = [site.tls.request('GET', '/rules', token)[0] for _ in range(5)]
