@@ -56,6 +56,7 @@ from jamey.soul import Soul
 EVALUATE = 'jamey/dev-a/conscience/evaluate'
 STORE = 'jamey/dev-a/memory/store'
 QUERY = 'jamey/dev-a/memory/query'
+STATUS = 'jamey/dev-a/status'
 REPLIES = 'replies/tester'
 
 
@@ -723,11 +724,18 @@ def wait_drained(daemon: Jameyd) -> dict[str, Any]:
 
 
 def test_nothing_is_lost_while_the_broker_is_away(broker: Broker, sdir: Path) -> None:
-    receiver = Sibling(broker, 'receiver').connect(REPLIES, clean=False)
+    receiver = Sibling(broker, 'receiver').connect(REPLIES, STATUS, clean=False)
     daemon = start_jameyd(sdir, broker)
+    # Requests sent before the daemon subscribed would reach nobody (MQTT).
+    online(receiver, 'dev-a')
     try:
+        # Paused, the daemon holds what the broker hands it (its receive
+        # window) unanswered; it answers them once the broker is gone.
+        daemon.signal(signal.SIGSTOP)
         ids = _send_stores(broker, 1000)
+        time.sleep(0.5)
         broker.stop()
+        daemon.signal(signal.SIGCONT)
         time.sleep(2)
         _, _, health = daemon.get('/health/detailed')
         check = health['checks']['mqtt']
@@ -747,8 +755,9 @@ def test_nothing_is_lost_while_the_broker_is_away(broker: Broker, sdir: Path) ->
 
 
 def test_nothing_is_lost_across_a_sigkill_of_jameyd(broker: Broker, sdir: Path) -> None:
-    receiver = Sibling(broker, 'receiver').connect(REPLIES, clean=False)
+    receiver = Sibling(broker, 'receiver').connect(REPLIES, STATUS, clean=False)
     daemon = start_jameyd(sdir, broker)
+    online(receiver, 'dev-a')  # its session holds what comes while it is dead
     try:
         sending = threading.Thread(target=_send_stores, args=(broker, 1000))
         sending.start()
