@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from startup import BIN
-from startup import UnixHTTP
 from startup import jameyd_env
 from startup import scratch
 from startup import start_until_ready
@@ -34,6 +33,7 @@ from startup import stop
 from jamey import storage
 from jamey.access import Authenticator
 from jamey.access import TokenStore
+from jamey.cli.client import UnixConnection
 
 WORDS = [
     'harm',
@@ -234,7 +234,7 @@ def main() -> None:
 
 def run(args: argparse.Namespace, sock: Path, port: int, cert: Path, pid: int) -> None:
     context = ssl.create_default_context(cafile=str(cert))
-    conn = UnixHTTP(sock, 30)
+    conn = UnixConnection(sock, 30)
     conn.request(
         'POST', '/tokens', json.dumps({'name': 'load', 'scope': 'write'}),
         {'Content-Type': 'application/json'},
@@ -249,7 +249,7 @@ def run(args: argparse.Namespace, sock: Path, port: int, cert: Path, pid: int) -
         )
 
     def unix() -> http.client.HTTPConnection:
-        return UnixHTTP(sock, 30)
+        return UnixConnection(sock, 30)
 
     print(f'{args.clients} clients, {args.seconds:.0f} s each:'
           ' 40% evaluate, 30% store, 30% search')  # fmt: skip

@@ -26,12 +26,13 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from api import UnixHTTP
 from startup import BIN
 from startup import jameyd_env
 from startup import scratch
 from startup import start_until_ready
 from startup import stop
+
+from jamey.cli.client import UnixConnection
 
 REPLY = json.dumps(
     {'choices': [{'message': {'role': 'assistant', 'content': 'Noted, thank you.'}}]}
@@ -102,7 +103,7 @@ def main() -> None:
 
 
 def measure(root: Path, port: int, turns: int) -> None:
-    jamey = UnixHTTP(root / 'jamey.sock')
+    jamey = UnixConnection(root / 'jamey.sock', 30)
     session = post(jamey, '/chat', {'message': 'Hello'})['session']
 
     def bare(message: str) -> None:

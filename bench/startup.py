@@ -10,7 +10,6 @@ Every figure is printed beside the peer measured in the same run:
 """
 
 import argparse
-import http.client
 import os
 import shutil
 import socket
@@ -36,19 +35,6 @@ def scratch() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-class UnixHTTP(http.client.HTTPConnection):
-    """An HTTP connection to jameyd's socket."""
-
-    def __init__(self, path: Path, timeout: float = 3600) -> None:
-        super().__init__('localhost', timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(str(self.socket_path))
 
 
 def jameyd_env(root: Path, **extra: str) -> dict[str, str]:

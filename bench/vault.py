@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from startup import BIN
-from startup import UnixHTTP
 from startup import jameyd_env
 from startup import rss_mb
 from startup import scratch
@@ -31,6 +30,7 @@ from startup import start_until_ready
 from startup import stop
 
 from jamey import storage
+from jamey.cli.client import UnixConnection
 from jamey.vault import keys
 
 MB = 1_000_000
@@ -38,7 +38,7 @@ ROW = 4000
 
 
 def post(sock: Path, target: str) -> Any:
-    conn = UnixHTTP(sock)
+    conn = UnixConnection(sock, 3600)
     try:
         conn.request('POST', target)
         response = conn.getresponse()

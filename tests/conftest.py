@@ -1,7 +1,6 @@
 """Shared fixtures: real jameyd processes, a real NOTIFY_SOCKET, real sockets."""
 
 import contextlib
-import http.client
 import json
 import os
 import re
@@ -20,6 +19,7 @@ import pytest
 from model_server import ModelServer
 
 from jamey import storage
+from jamey.cli.client import UnixConnection
 
 BIN = Path(sys.executable).parent
 # What no error body may contain: stack traces, file paths, SQL, Python
@@ -103,19 +103,6 @@ class NotifySocket:
         self.sock.close()
 
 
-class UnixHTTP(http.client.HTTPConnection):
-    """An HTTP connection over a Unix socket, for tests."""
-
-    def __init__(self, path: Path, timeout: float = 10.0) -> None:
-        super().__init__('localhost', timeout=timeout)
-        self.socket_path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(str(self.socket_path))
-
-
 def request(
     path: Path,
     method: str,
@@ -123,7 +110,7 @@ def request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, str], Any]:
-    conn = UnixHTTP(path)
+    conn = UnixConnection(path)
     try:
         conn.request(method, target, body=body, headers=headers or {})
         resp = conn.getresponse()

@@ -20,7 +20,6 @@ import jwt
 import pytest
 from certs import write_private_key
 from conftest import Jameyd
-from conftest import UnixHTTP
 from conftest import request
 from conftest import short_dir
 from cryptography.hazmat.primitives import serialization
@@ -40,6 +39,7 @@ from paho.mqtt.properties import Properties
 from jamey import config
 from jamey import mqtt
 from jamey.audit import AuditLog
+from jamey.cli.client import UnixConnection
 from jamey.conscience import Conscience
 from jamey.errors import ConfigError
 from jamey.memory import MemoryStore
@@ -284,7 +284,7 @@ def test_jameyd_connects_over_tls13_and_reports_it(
 
 def metric_values(daemon: Jameyd) -> dict[str, float]:
     """The unlabelled samples of /metrics, by name."""
-    conn = UnixHTTP(daemon.socket)
+    conn = UnixConnection(daemon.socket)
     try:
         conn.request('GET', '/metrics')
         text = conn.getresponse().read().decode()

@@ -22,8 +22,10 @@ class Reply:
     document: Any
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
+class UnixConnection(http.client.HTTPConnection):
+    """HTTP to jameyd over its Unix socket (the tests and benchmarks use it too)."""
+
+    def __init__(self, path: Path, timeout: float = 10.0) -> None:
         super().__init__('localhost', timeout=timeout)
         self.socket_path = path
 
@@ -49,7 +51,7 @@ class Client:
         self.token = token
 
     def request(self, method: str, target: str, body: Any = None) -> Reply:
-        conn = _UnixConnection(self.path, self.timeout)
+        conn = UnixConnection(self.path, self.timeout)
         headers = {'Accept': 'application/json'}
         if self.token:
             headers['Authorization'] = f'Bearer {self.token}'
