@@ -133,7 +133,7 @@ def _gauges(vault: Vault, bridge: 'Bridge | None') -> tuple[Gauge, ...]:
             (
                 'jamey_mqtt_reconnects',
                 'Connections to the broker after the first',
-                lambda: bridge.stats()['reconnects'],
+                lambda: bridge.reconnects,
             ),
         ]
     return tuple(gauges)

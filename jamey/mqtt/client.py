@@ -179,6 +179,11 @@ class Bridge:
     def connected(self) -> bool:
         return self.state == 'connected'
 
+    @property
+    def reconnects(self) -> int:
+        """Connections to the broker after the first."""
+        return max(0, self.connects - 1)
+
     def stats(self) -> dict[str, Any]:
         """Connection and outbox figures for health checks and metrics."""
         depth, age = self.outbox.depth()
@@ -187,7 +192,7 @@ class Bridge:
             'broker': f'{self.host}:{self.port}',
             'last_connect': self.last_connect,
             'subscribed_at': self.subscribed_at,
-            'reconnects': max(0, self.connects - 1),
+            'reconnects': self.reconnects,
             'outbox_depth': depth,
             'outbox_oldest_s': age,
             'answered': self.answered,
