@@ -2,6 +2,7 @@
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import apsw
@@ -49,6 +50,45 @@ def test_synchronous_is_configurable(tmp_path: Path) -> None:
     database = Database(tmp_path / 'x.db', synchronous='normal', busy_timeout_ms=7)
     assert database.connection().execute('PRAGMA synchronous').get == 1
     assert database.connection().execute('PRAGMA busy_timeout').get == 7
+
+
+def _commit_past_the_checkpoint_threshold(database: Database) -> int:
+    """Write more pages than SQLite's checkpoint threshold in one commit;
+    the database file's size right after it."""
+    with database.transaction() as conn:
+        conn.execute(
+            'INSERT INTO t VALUES (randomblob(?))', (storage.CHECKPOINT_PAGES * 5000,)
+        )
+    return database.path.stat().st_size
+
+
+@pytest.mark.parametrize('background', [False, True])
+def test_checkpoints_leave_the_commit_in_background(
+    tmp_path: Path, background: bool
+) -> None:
+    database = Database(tmp_path / 'c.db')
+    database.connection().execute('CREATE TABLE t (x BLOB)')
+    if background:
+        database.checkpoint_in_background()
+    # The checkpointer's first use opens its connection, which needs this
+    # lock: held, the thread cannot checkpoint yet.
+    with database._lock:
+        size = _commit_past_the_checkpoint_threshold(database)
+    wal = Path(f'{database.path}-wal')
+    if not background:
+        assert size > storage.CHECKPOINT_PAGES * 4096  # checkpointed in the commit
+        database.close()
+        return
+    assert size < 100_000 < wal.stat().st_size  # the commit did not checkpoint
+    deadline = time.monotonic() + 10
+    while database.path.stat().st_size <= size and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert database.path.stat().st_size > storage.CHECKPOINT_PAGES * 4096
+    assert database.connection().execute('SELECT length(x) FROM t').get == (
+        storage.CHECKPOINT_PAGES * 5000
+    )
+    database.close()
+    assert not any(t.name == 'jamey-checkpoint' for t in threading.enumerate())
 
 
 def test_bundled_migrations_and_meta(db: Database) -> None:

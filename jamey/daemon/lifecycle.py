@@ -181,6 +181,7 @@ class Daemon:
         self._db = Database(
             state_dir / DATABASE_NAME, storage.synchronous, storage.busy_timeout_ms
         )
+        self._db.checkpoint_in_background()
         before, after = self._db.migrate()
         if before != after:
             log.info(
