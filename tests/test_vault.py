@@ -27,6 +27,7 @@ from jamey.errors import NotABackupError
 from jamey.errors import PayloadError
 from jamey.errors import PrivateKeyRequiredError
 from jamey.errors import SecretError
+from jamey.errors import SnapshotCorruptError
 from jamey.errors import StateLockedError
 from jamey.errors import TruncatedError
 from jamey.errors import VaultBusyError
@@ -570,25 +571,82 @@ def test_writes_continue_during_a_backup(tmp_path: Path, key: FileKey) -> None:
     assert 0 < total <= len(written)
 
 
-def test_leftovers_are_cleared_but_not_a_running_verification(
-    tmp_path: Path, database: Path, key: FileKey
-) -> None:
+def test_leftovers_are_cleared(tmp_path: Path, database: Path, key: FileKey) -> None:
     vault = make_vault(tmp_path, key)
     vault.directory.mkdir()
     backup_id = '0123abcd-0000-4000-8000-000000000000'
     crashed = [
         vault.directory / f'.{backup_id}.jvault.tmp',
         vault.directory / f'.{backup_id}.db.tmp',
-        vault.directory / f'.verify-{backup_id}-4194305.tmp',  # past pid_max
+        # An earlier version's verify wrote a scratch copy.
+        vault.directory / f'.verify-{backup_id}-4194305.tmp',
         vault.directory / f'.verify-{backup_id}-4194305.tmp-wal',
     ]
-    running = vault.directory / f'.verify-{backup_id}-{os.getpid()}.tmp'
-    for path in (*crashed, running):
+    for path in crashed:
         path.write_bytes(b'partial')
     made = vault.create(database)
     assert sorted(p.name for p in vault.directory.iterdir()) == sorted(
-        ['.vault.lock', f'{made.id}.jvault', running.name]
+        ['.vault.lock', f'{made.id}.jvault']
     )
+
+
+def test_verify_writes_nothing(tmp_path: Path, database: Path, key: FileKey) -> None:
+    vault = make_vault(tmp_path, key)
+    made = vault.create(database)
+
+    def files() -> dict[Path, tuple[int, int]]:
+        return {
+            p: (p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.rglob('*')
+        }
+
+    before = files()
+    assert vault.verify(made.id)['ok']
+    assert files() == before
+
+
+def test_a_damaged_snapshot_fails_its_integrity_check(
+    tmp_path: Path, database: Path, key: FileKey
+) -> None:
+    """Sealed and hashed as it was, but the database itself was damaged:
+    verify finds it where it lies in the backup, restore before it replaces
+    anything."""
+    page_size = apsw.Connection(str(database)).execute('PRAGMA page_size').get
+    rows_root = (
+        apsw.Connection(str(database))
+        .execute("SELECT rootpage FROM sqlite_schema WHERE name = 'filler'")
+        .get
+    )
+    with database.open('r+b') as f:  # the table's root page: its cell pointers
+        f.seek((rows_root - 1) * page_size + 12)
+        f.write(b'\xff' * 64)
+    vault = make_vault(tmp_path, key)
+    made = vault.create(database)
+    damaged = 'malformed|integrity check'
+    with pytest.raises(SnapshotCorruptError, match=damaged):
+        vault.verify(made.id)
+    state = make_database(tmp_path / 'other' / 'jamey.db')
+    before = state.read_bytes()
+    with pytest.raises(SnapshotCorruptError, match=damaged):
+        vault.restore(made.id, state.parent)
+    assert state.read_bytes() == before
+
+
+@pytest.mark.parametrize('page_size', [512, 65536])
+def test_verify_reads_snapshots_of_any_page_size(
+    tmp_path: Path, key: FileKey, page_size: int
+) -> None:
+    """Pages that straddle chunks (512: many in one; 64 KiB: each across
+    two) read back whole where they lie."""
+    path = tmp_path / 'state' / 'jamey.db'
+    storage.private_directory(path.parent)
+    conn = apsw.Connection(str(path))
+    conn.execute(f'PRAGMA page_size = {page_size}')
+    conn.close()
+    make_database(path, rows=500)
+    vault = make_vault(tmp_path, key)
+    report = vault.verify(vault.create(path).id)
+    assert report['ok']
+    assert report['schema_version'] == len(storage.bundled_migrations())
 
 
 def test_health_reports_the_age_of_the_newest_backup(

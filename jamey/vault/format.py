@@ -11,8 +11,10 @@ sealed chunks, so even a cut inside a chunk is named as truncation.
 
 import hashlib
 import hmac
+import os
 import struct
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -206,27 +208,15 @@ class ChunkWriter:
         self._buffer = bytearray()
 
 
-class ChunkReader:
-    """A file-like source that opens chunks as they are read.
+class _Chunks:
+    """The sealed chunks of one backup file: where each lies, how it opens."""
 
-    A chunk's bytes are handed out only once it authenticated, so nothing
-    altered ever reaches the tar reader; ``drain`` reads to the end, where
-    truncation and appended data show.
-    """
-
-    def __init__(self, f: BinaryIO, header: Header, key: bytes, size: int) -> None:
-        self._f = f
+    def __init__(self, header: Header, key: bytes, size: int) -> None:
         self._aead = aead(header.cipher, key)
         self._prefix = header.nonce_prefix
         self._aad = header.raw
-        body = size - len(header.raw)
-        self.count, self._partial = divmod(body, SEALED)
-        if self.count == 0:
-            raise TruncatedError('the file ends before its first chunk: truncated')
-        self._index = 0
-        self._plain = b''
-        self._offset = 0
-        self._done = False
+        self._start = len(header.raw)
+        self.count, self._partial = divmod(size - self._start, SEALED)
 
     def _open(self, sealed: bytes, counter: int, last: bool) -> bytes | None:
         try:
@@ -235,6 +225,68 @@ class ChunkReader:
             )
         except InvalidTag:
             return None
+
+
+class ChunkFile(_Chunks):
+    """The payload at any offset, for reading the snapshot where it lies.
+
+    A chunk is opened when a read first needs it, and the last few are
+    kept. One that fails to open is reported as tampered; the in-order
+    reader that a verify runs beside this one names what exactly is wrong.
+    """
+
+    KEPT = 8
+
+    def __init__(self, fd: int, header: Header, key: bytes, size: int) -> None:
+        super().__init__(header, key, size)
+        self._fd = fd
+        self._kept: OrderedDict[int, bytes] = OrderedDict()
+
+    def _chunk(self, index: int) -> bytes:
+        plain = self._kept.get(index)
+        if plain is not None:
+            self._kept.move_to_end(index)
+            return plain
+        sealed = os.pread(self._fd, SEALED, self._start + index * SEALED)
+        plain = self._open(sealed, index, index == self.count - 1)
+        if plain is None:
+            raise ChunkTamperedError(
+                f'chunk {index + 1} of {self.count} fails authentication'
+            )
+        self._kept[index] = plain
+        if len(self._kept) > self.KEPT:
+            self._kept.popitem(last=False)
+        return plain
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Up to ``size`` bytes of the payload from ``offset`` (fewer at its end)."""
+        parts = []
+        while size > 0 and (index := offset // CHUNK) < self.count:
+            within = offset - index * CHUNK
+            piece = self._chunk(index)[within : within + size]
+            parts.append(piece)
+            offset += len(piece)
+            size -= len(piece)
+        return b''.join(parts)
+
+
+class ChunkReader(_Chunks):
+    """A file-like source that opens chunks as they are read.
+
+    A chunk's bytes are handed out only once it authenticated, so nothing
+    altered ever reaches the tar reader; ``drain`` reads to the end, where
+    truncation and appended data show.
+    """
+
+    def __init__(self, f: BinaryIO, header: Header, key: bytes, size: int) -> None:
+        super().__init__(header, key, size)
+        self._f = f
+        if self.count == 0:
+            raise TruncatedError('the file ends before its first chunk: truncated')
+        self._index = 0
+        self._plain = b''
+        self._offset = 0
+        self._done = False
 
     def _next(self) -> bytes:
         index = self._index

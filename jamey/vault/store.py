@@ -11,13 +11,13 @@ import errno
 import fcntl
 import logging
 import os
-import re
 import shutil
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +41,7 @@ from jamey.storage import bundled_migrations
 from jamey.storage import private_directory
 from jamey.vault import archive
 from jamey.vault.format import PREFIX_BYTES
+from jamey.vault.format import ChunkFile
 from jamey.vault.format import ChunkReader
 from jamey.vault.format import ChunkWriter
 from jamey.vault.format import Header
@@ -54,8 +55,6 @@ from jamey.vault.keys import mode_fields
 
 SUFFIX = '.jvault'
 _TEMP = '.tmp'
-# verify's scratch copy of a snapshot: .verify-<backup id>-<pid>.tmp
-_SCRATCH = re.compile(r'\.verify-[0-9a-f-]+-([0-9]+)\.tmp.*')
 _LOCK_NAME = '.vault.lock'
 _COPY_BYTES = 1 << 20
 # After a failed scheduled backup, the next try waits at most this long.
@@ -227,14 +226,21 @@ class Vault:
 
     def _open(self, f: BinaryIO, keyring: Keyring | None) -> tuple[Header, ChunkReader]:
         """Header checked, key matched, MAC verified: the chunk reader."""
+        header, key, size = self._unseal(f, keyring)
+        return header, ChunkReader(f, header, key, size)
+
+    def _unseal(
+        self, f: BinaryIO, keyring: Keyring | None
+    ) -> tuple[Header, bytes, int]:
+        """Header checked, key matched, MAC verified: the payload key, and
+        the file's size."""
         header = read_header(f, mode_fields)
         master = self._require_key(keyring).unseal(
             header.mode, header.key_id, header.fields
         )
         check_header_mac(header, derive(master, header.backup_id, 'header'))
         size = os.fstat(f.fileno()).st_size
-        key = derive(master, header.backup_id, 'payload')
-        return header, ChunkReader(f, header, key, size)
+        return header, derive(master, header.backup_id, 'payload'), size
 
     def _decrypt(
         self, backup: Backup, out: Path, keyring: Keyring | None
@@ -245,31 +251,35 @@ class Vault:
             payload = archive.read_payload(reader, dest)
             reader.drain()
         version = archive.check_database(out)
-        return {
-            'id': backup.id,
-            'ok': True,
-            'chunks': reader.count,
-            'schema_version': version,
-            'source_version': payload.manifest.get('source_version'),
-            'components': payload.manifest['components'],
-            'config': payload.config,
-        }
+        return _report(backup, reader, payload, version)
 
     def verify(self, backup_id: str, keyring: Keyring | None = None) -> dict[str, Any]:
         """Decrypt everything, check every hash and the snapshot's integrity.
 
-        Nothing is kept: the snapshot goes to a hidden scratch file in the
-        vault directory (SQLite checks files, not streams) and is removed.
+        Nothing is written: SQLite checks the snapshot where it lies in the
+        backup, opening chunks as it reads pages, while a second thread
+        reads every chunk in order and checks the hashes (the two overlap).
+        When both fail, the in-order reader's finding is the one reported:
+        it names how a chunk was damaged.
 
         Raises:
             VaultError: the subclass names what is wrong with the backup.
         """
         backup = self.find(backup_id)
-        scratch = self.directory / f'.verify-{backup.id}-{os.getpid()}{_TEMP}'
-        try:
-            report = self._decrypt(backup, scratch, keyring)
-        finally:
-            _remove(scratch)
+        with backup.path.open('rb') as f:
+            header, key, size = self._unseal(f, keyring)
+            reader = ChunkReader(f, header, key, size)
+            chunks = ChunkFile(f.fileno(), header, key, size)
+            with ThreadPoolExecutor(1, 'jamey-vault-verify') as pool:
+                in_order = pool.submit(_read_in_order, reader)
+                try:
+                    version: int | VaultError = archive.check_snapshot_in_backup(chunks)
+                except VaultError as exc:
+                    version = exc
+                payload = in_order.result()
+        if isinstance(version, VaultError):
+            raise version
+        report = _report(backup, reader, payload, version)
         report.pop('config')
         return report
 
@@ -330,7 +340,7 @@ class Vault:
                     w, database, config, manifest, self._check
                 ),
             )
-            _install(temp, final, header, key)
+            _install(temp, final)
         except (OSError, apsw.FullError) as exc:
             if isinstance(exc, apsw.FullError) or exc.errno in (
                 errno.ENOSPC,
@@ -492,7 +502,7 @@ class Vault:
             temp = backup.path.with_name(f'.{backup.path.name}{_TEMP}')
             try:
                 _seal_file(temp, header, key, lambda w: _pour(reader, w))
-                _install(temp, backup.path, header, key)
+                _install(temp, backup.path)
             finally:
                 _remove(temp)
         return 'rekeyed'
@@ -538,16 +548,60 @@ class Vault:
             self._thread = None
 
 
+def _read_in_order(reader: ChunkReader) -> archive.Payload:
+    """Every chunk in order, every member against the manifest."""
+    payload = archive.read_payload(reader, None)
+    reader.drain()
+    return payload
+
+
+def _report(
+    backup: Backup, reader: ChunkReader, payload: archive.Payload, version: int
+) -> dict[str, Any]:
+    return {
+        'id': backup.id,
+        'ok': True,
+        'chunks': reader.count,
+        'schema_version': version,
+        'source_version': payload.manifest.get('source_version'),
+        'components': payload.manifest['components'],
+        'config': payload.config,
+    }
+
+
 def _seal_file(
     path: Path, header: Header, key: bytes, fill: Callable[[ChunkWriter], object]
 ) -> None:
-    """Write ``header``, then whatever ``fill`` writes, sealed; fsynced."""
+    """Write ``header``, then whatever ``fill`` writes, sealed; fsynced and
+    read back."""
     with _private_file(path) as out:
         out.write(header.raw)
         writer = ChunkWriter(out, header, key)
         fill(writer)
         writer.close()
-        _durable(out)
+        _while_flushing(out, lambda: _read_back(path, header, key))
+
+
+def _while_flushing(f: BinaryIO, work: Callable[[], None]) -> None:
+    """Run ``work`` while ``f`` is fsynced on another thread; both must
+    succeed. A gigabyte's fsync and read-back take a quarter second each,
+    and neither needs the other."""
+    failures: list[OSError] = []
+
+    def flush() -> None:
+        try:
+            _durable(f)
+        except OSError as exc:
+            failures.append(exc)
+
+    thread = threading.Thread(target=flush, name='jamey-vault-fsync', daemon=True)
+    thread.start()
+    try:
+        work()
+    finally:
+        thread.join()
+    if failures:
+        raise failures[0]
 
 
 def _pour(reader: ChunkReader, writer: ChunkWriter) -> None:
@@ -555,17 +609,18 @@ def _pour(reader: ChunkReader, writer: ChunkWriter) -> None:
         writer.write(block)
 
 
-def _install(temp: Path, final: Path, header: Header, key: bytes) -> None:
-    """Read back, then give the file its name, durably.
-
-    What the file system returns must open: every chunk authenticates where
-    it lies, up to the one marked last (the tags prove the bytes are the
-    ones sealed; no second hash is needed).
-    """
-    with temp.open('rb') as f:
+def _read_back(path: Path, header: Header, key: bytes) -> None:
+    """What the file system returns must open: every chunk authenticates
+    where it lies, up to the one marked last (the tags prove the bytes are
+    the ones sealed; no second hash is needed)."""
+    with path.open('rb') as f:
         if read_header(f, mode_fields).raw != header.raw:
             raise VaultError('the backup read back has another header')
         ChunkReader(f, header, key, os.fstat(f.fileno()).st_size).drain()
+
+
+def _install(temp: Path, final: Path) -> None:
+    """Give the finished file its name, durably."""
     temp.rename(final)
     fsync_dir(final.parent)
 
@@ -576,22 +631,9 @@ def _remove(path: Path) -> None:
 
 
 def _clear_temps(directory: Path) -> None:
-    """What a crashed or cancelled run left (hidden temporary names only,
-    with their WAL files); a verification still running keeps its scratch."""
+    """What a crashed or cancelled run left (hidden temporary names only)."""
     for path in directory.glob(f'.*{_TEMP}*'):
-        scratch = _SCRATCH.fullmatch(path.name)
-        if scratch is None or not _alive(int(scratch[1])):
-            _remove(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        _remove(path)
 
 
 def _prune_dir(directory: Path, policy: Policy) -> list[str]:
