@@ -165,6 +165,9 @@ def test_ctrl_c_cancels_a_slow_reply_and_ctrl_d_leaves(
     term.type('Still there?\r')
     term.expect('jamey> You said: Still there?')
     term.expect('you> ')
+    # readline prints the prompt before it sets the terminal up; a key
+    # typed in between can be lost (a fresh-clone run lost this one).
+    time.sleep(0.3)
     term.type('\x03')  # at the prompt: a fresh line, nothing else
     term.expect('you> ')
     term.type('\x04')
