@@ -72,6 +72,7 @@ class Jamey:
 
     def __init__(self, root: Path, commit_interval_s: float = 1.0) -> None:
         self.db = storage.Database(root / f'jamey-{commit_interval_s}.db')
+        self.db.checkpoint_in_background()  # as jameyd runs it
         self.db.migrate()
         self.store = MemoryStore(
             self.db,
@@ -269,6 +270,7 @@ def bench_search(peers: list, wanted: list[str], scale: int) -> None:
 def bench_lag(root: Path, documents: list[str], rate: int, seconds: float) -> None:
     """Time from a store's acknowledgement to its being searchable."""
     db = storage.Database(root / 'lag.db')
+    db.checkpoint_in_background()
     db.migrate()
     store = MemoryStore(db, root / 'lag-index')
     store.start()

@@ -285,8 +285,7 @@ class Conscience:
 
     def _write(self, sql: str, params: tuple[Any, ...]) -> int:
         """Apply one change and bump the version in one transaction, then swap."""
-        conn = self.db.connection()
-        with conn:
+        with self.db.transaction() as conn:
             conn.execute(sql, params)
             conn.execute(_BUMP)
         return self.reload()

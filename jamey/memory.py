@@ -350,8 +350,7 @@ class MemoryStore:
         with self._wake:
             self.committed = sequence
             self._wake.notify_all()
-        conn = self.db.connection()
-        with conn:
+        with self.db.transaction() as conn:
             conn.execute('DELETE FROM memory_journal WHERE seq <= ?', (sequence,))
 
     def wait_indexed(self, sequence: int, timeout_s: float) -> bool:
@@ -379,9 +378,8 @@ class MemoryStore:
     def apply_retention(self) -> int:
         """Remove memories past their layer's age or count limit."""
         now_ms = int(self._clock() * 1000)
-        conn = self.db.connection()
         removed = 0
-        with conn:
+        with self.db.transaction() as conn:
             for layer in LAYERS:
                 ttl = self.retention.ttl_s.get(layer, 0)
                 if ttl:

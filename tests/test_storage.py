@@ -91,6 +91,26 @@ def test_checkpoints_leave_the_commit_in_background(
     assert not any(t.name == 'jamey-checkpoint' for t in threading.enumerate())
 
 
+def test_the_wal_starts_over_under_steady_writes(tmp_path: Path) -> None:
+    """Without the restart the WAL would hold every commit (five times the
+    restart size here) and keep growing."""
+    database = Database(tmp_path / 'w.db')
+    database.connection().execute('CREATE TABLE t (x BLOB)')
+    database.checkpoint_in_background()
+    wal = Path(f'{database.path}-wal')
+    frame = 4096 + 24
+    largest = 0
+    for _ in range(5 * storage.WAL_RESTART_PAGES // 3):
+        with database.transaction() as conn:  # about three pages a commit
+            conn.execute('INSERT INTO t VALUES (randomblob(5000))')
+        largest = max(largest, wal.stat().st_size)
+    assert largest <= 2 * storage.WAL_RESTART_PAGES * frame
+    assert database.connection().execute('SELECT count(*) FROM t').get == (
+        5 * storage.WAL_RESTART_PAGES // 3
+    )
+    database.close()
+
+
 def test_bundled_migrations_and_meta(db: Database) -> None:
     assert db.version() == len(storage.bundled_migrations())
     instance = (
@@ -107,6 +127,46 @@ def test_one_connection_per_thread(db: Database) -> None:
     thread.join()
     assert seen[0] is not db.connection()
     assert db.connection() is db.connection()
+
+
+def _hold_the_gate(database: Database, release: threading.Event) -> threading.Thread:
+    """A thread in a write transaction until ``release`` is set."""
+    holding = threading.Event()
+
+    def hold() -> None:
+        with database.transaction() as conn:
+            conn.execute('INSERT INTO t VALUES (1)')
+            holding.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert holding.wait(10)
+    return holder
+
+
+@pytest.mark.parametrize('busy_timeout_ms', [200, 5000])
+def test_writers_queue_for_the_gate_and_give_up_like_sqlite(
+    tmp_path: Path, busy_timeout_ms: int
+) -> None:
+    database = Database(tmp_path / 'g.db', busy_timeout_ms=busy_timeout_ms)
+    database.connection().execute('CREATE TABLE t (x INTEGER)')
+    release = threading.Event()
+    holder = _hold_the_gate(database, release)
+    if busy_timeout_ms == 200:
+        with pytest.raises(apsw.BusyError, match='locked'), database.transaction():
+            pass  # not reached: the gate stays held past the busy timeout
+        release.set()
+        holder.join()
+        database.close()
+        return
+    threading.Timer(0.1, release.set).start()
+    with database.transaction() as conn:  # waits for the holder, then writes
+        conn.execute('INSERT INTO t VALUES (2)')
+    holder.join()
+    rows = database.connection().execute('SELECT x FROM t ORDER BY rowid').fetchall()
+    assert rows == [(1,), (2,)]
+    database.close()
 
 
 def test_closed_database_refuses_use(db: Database) -> None:

@@ -122,10 +122,6 @@ class Bridge:
         self._events: collections.deque[tuple[Any, ...]] = collections.deque()
         self._stopping = False
         self._threads: list[threading.Thread] = []
-        # SQLite takes one writer at a time, and one that finds the lock
-        # taken sleeps in its busy handler (milliseconds): the bridge's own
-        # writers queue here instead, and are woken as soon as it is free.
-        self._writing = threading.Lock()
         # The connection workers publish on, and what it was handed.
         self._publish_lock = threading.Lock()
         self._client: paho.Client | None = None
@@ -407,8 +403,7 @@ class Bridge:
                     self.refused['broker/' + reason.getName().replace(' ', '_')] += 1
                     log.error('mqtt.publish_refused', extra={'reason': str(reason)})
         if done:
-            with self._writing:
-                self.outbox.remove(done)
+            self.outbox.remove(done)
 
     def _tick(self, client: paho.Client) -> None:
         now = time.monotonic()
@@ -418,8 +413,7 @@ class Bridge:
             client.publish(self.topics.heartbeat, encode(beat, self.client_id, None))
         if now >= self._next_forget:
             self._next_forget = now + FORGET_EVERY_S
-            with self._writing:
-                self.outbox.forget_answered()
+            self.outbox.forget_answered()
 
     def _goodbye(self, client: paho.Client) -> None:
         """``offline`` (retained) before a clean disconnect: the broker sends
@@ -524,7 +518,7 @@ class Bridge:
         seen before gets the reply it got then."""
         subject = str(claims.get('sub', ''))
         try:
-            with self._writing, self.db.transaction():
+            with self.db.transaction():
                 reply = self.outbox.answered(subject, request_id)
                 if reply is None:
                     result = self.handlers[kind](payload, f'mqtt:{subject}')
@@ -556,8 +550,7 @@ class Bridge:
         )
         reply = encode(error_payload(refused), self.client_id, request_id)
         if reply_to is not None:
-            with self._writing:
-                self.outbox.add(reply_to, reply, correlation)
+            self.outbox.add(reply_to, reply, correlation)
             self._flush()
             return
         with self._publish_lock:
