@@ -72,7 +72,7 @@ class _BackgroundWriter:
     """Hashes blocks and hands them on, in order, on a thread of its own.
 
     SHA-256 of every page (half a second a gigabyte) and the write (sealed
-    into the backup, or into the scratch file a verify checks) ran on the
+    into a backup, or into the database a restore puts in place) ran on the
     thread that produced the pages; here they overlap with it on a second
     core (a third thread for the hash measured no faster). hashlib, file
     writes, SQLite's copy and the reads each let go of the GIL. A few
