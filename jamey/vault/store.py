@@ -586,22 +586,10 @@ def _while_flushing(f: BinaryIO, work: Callable[[], None]) -> None:
     """Run ``work`` while ``f`` is fsynced on another thread; both must
     succeed. A gigabyte's fsync and read-back take a quarter second each,
     and neither needs the other."""
-    failures: list[OSError] = []
-
-    def flush() -> None:
-        try:
-            _durable(f)
-        except OSError as exc:
-            failures.append(exc)
-
-    thread = threading.Thread(target=flush, name='jamey-vault-fsync', daemon=True)
-    thread.start()
-    try:
+    with ThreadPoolExecutor(1, 'jamey-vault-fsync') as pool:
+        flushed = pool.submit(_durable, f)
         work()
-    finally:
-        thread.join()
-    if failures:
-        raise failures[0]
+        flushed.result()
 
 
 def _pour(reader: ChunkReader, writer: ChunkWriter) -> None:
