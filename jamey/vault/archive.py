@@ -213,6 +213,9 @@ class _SnapshotInBackup:
         return member
 
     def read(self, amount: int, offset: int) -> bytes:
+        if offset >= self.page_size and offset + amount <= self._size:
+            # A page after the first: SQLite's every read but a few.
+            return self.chunks.read_at(self.pages_at + offset - self.page_size, amount)
         parts = []
         if offset < self.page_size:  # page 1
             take = min(amount, self.page_size - offset)
@@ -493,22 +496,35 @@ def _members(source: Any) -> Iterator[tarfile.TarInfo]:
             raise PayloadError(f'the payload has a bad tar header: {exc}') from None
 
 
-def _copy(source: Any, size: int, consume: Callable[[bytes], object]) -> str:
-    """Hand a member's body on and skip its padding; its SHA-256."""
-    remaining = size
-    with _BackgroundWriter(consume) as writer:
-        while remaining:
-            block = source.read(min(COPY_BYTES, remaining))
-            if not block:
-                raise PayloadError('the payload ends in the middle of its tar')
-            writer.write(block)
-            remaining -= len(block)
+def _copy(source: Any, size: int, consume: Callable[[bytes], object] | None) -> str:
+    """Hand a member's body on (``None``: only hash it) and skip its
+    padding; its SHA-256.
+
+    Only a write is worth a second thread: to hash alone, a hand-off per
+    block cost a verify more than the overlap gained (0.18 s against 0.16 s
+    for 100 MB, 1.8 s against 1.4 s for 1 GB), its other thread being
+    SQLite's integrity check, which needs the GIL at every page it reads.
+    """
+    if consume is None:
+        digest = hashlib.sha256()
+        for block in _blocks(source, size):
+            digest.update(block)
+    else:
+        with _BackgroundWriter(consume) as writer:
+            for block in _blocks(source, size):
+                writer.write(block)
+        digest = writer.digest
     _exactly(source, -size % tarfile.BLOCKSIZE)
-    return writer.digest.hexdigest()
+    return digest.hexdigest()
 
 
-def _discard(block: bytes) -> None:
-    """Where a verify's pages go once hashed: SQLite reads them in place."""
+def _blocks(source: Any, size: int) -> Iterator[bytes]:
+    while size:
+        block = source.read(min(COPY_BYTES, size))
+        if not block:
+            raise PayloadError('the payload ends in the middle of its tar')
+        yield block
+        size -= len(block)
 
 
 def read_payload(source: Any, database_out: BinaryIO | None) -> Payload:
@@ -531,7 +547,7 @@ def read_payload(source: Any, database_out: BinaryIO | None) -> Payload:
             raise PayloadError(f'member {name!r} is not a file')
         if name in (PAGES, FIRST_PAGE):
             _check_size(name, member.size, layout)
-            consume: Callable[[bytes], object] = _discard
+            consume: Callable[[bytes], object] | None = None  # only hashed
             if database_out is not None:
                 assert layout is not None  # checked by _check_size
                 database_out.seek(0 if name == FIRST_PAGE else layout[0])
