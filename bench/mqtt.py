@@ -9,11 +9,16 @@ One Mosquitto (TLS 1.3, the test suite's configuration: passwords, an ACL,
   its correlation data, in its message callback (the floor for any
   responder on this broker).
 Each with 1 and 8 requests in flight: p50, p99 and round trips per second.
-Then the time from a broker restart to jameyd subscribed again (its new
-retained ``online`` status, sent right after it subscribes).
+Then the floors under any responder, in the same run: the requester's
+own request coming back to it (one pass through the broker, where a round
+trip needs two), and a 4 KiB append plus ``fdatasync`` on the disk of the
+state directory (what ``synchronous`` full adds to every reply). And the
+time from a broker restart to jameyd subscribed again (its new retained
+``online`` status, sent right after it subscribes).
 """
 
 import argparse
+import os
 import socket
 import statistics
 import sys
@@ -193,6 +198,7 @@ def run(broker: Broker, root: Path, count: int) -> None:
     watcher = Sibling(broker).connect('jamey/dev-a/status')
     # Each jamey row is compared with the bare responder measured beside it.
     results: dict[tuple[int, str, str], dict[str, float]] = {}
+    loop = measure(requester, REPLIES, 1, count)  # before the broker restarts
     for synchronous in ('full', 'normal'):
         state = root / synchronous
         state.mkdir()
@@ -226,10 +232,34 @@ def run(broker: Broker, root: Path, count: int) -> None:
             f' {r["rate"]:8.0f} {ratio:9.2f}x'
         )
     print('  targets: p99 <= 1.5x the bare responder; < 0.5 ms with 1 in flight')
+    print('\nfloors in this run, under any responder:')
+    print(
+        '  a request back to its requester (one pass through the broker):'
+        f' p50 {loop["p50"]:.3f} ms  p99 {loop["p99"]:.3f} ms'
+    )
+    print(f'  a 4 KiB append + fdatasync on the state disk: {fsync_floor(root, count)}')
     print(f'\nbroker restart to resubscribed: {restart:.2f} s (backoff 1 s to 60 s)')
     bare.disconnect()
     requester.mqtt.disconnect()
     watcher.close()
+
+
+def fsync_floor(root: Path, count: int) -> str:
+    """p50 and p99 of a 4 KiB append made durable, on the state's disk."""
+    samples = []
+    fd = os.open(root / 'fsync-floor', os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            os.write(fd, bytes(4096))
+            os.fdatasync(fd)
+            samples.append(time.perf_counter() - started)
+    finally:
+        os.close(fd)
+    return (
+        f'p50 {statistics.median(samples) * 1e3:.3f} ms'
+        f'  p99 {percentile(samples, 0.99) * 1e3:.3f} ms'
+    )
 
 
 def resubscribe_time(broker: Broker, watcher: Sibling) -> float:
