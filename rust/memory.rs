@@ -82,12 +82,20 @@ fn schema() -> (Schema, Fields) {
             .set_tokenizer("en_stem")
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
+    // Filters are terms with frequencies (always 1): tantivy prunes a
+    // conjunction of such terms block by block (block-max WAND), a filtered
+    // search included; a term without them makes it score every match.
+    let keyword = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer("raw")
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
     let fields = Fields {
         // Ids are indexed for deletes and read back from their column: a
         // stored field would decompress a whole document block per hit.
         id: builder.add_text_field("id", STRING | FAST),
-        layer: builder.add_text_field("layer", STRING),
-        entity: builder.add_text_field("entity", STRING),
+        layer: builder.add_text_field("layer", keyword.clone()),
+        entity: builder.add_text_field("entity", keyword),
         // Range filters run on the column; an inverted index of nearly
         // unique timestamps would only slow indexing down.
         timestamp: builder.add_i64_field("timestamp", FAST),
@@ -242,16 +250,22 @@ impl MemoryIndex {
     ///
     /// The query is parsed leniently: syntax it cannot read is dropped, never
     /// an error. A query with no words matches nothing.
+    ///
+    /// Its words and the filters make one flat conjunction, and a lone word
+    /// is searched as itself: tantivy skips whole blocks of a posting list
+    /// that cannot reach the top k only for a term or a conjunction of terms,
+    /// not for one nested in another (a common word took 1.3 ms at 1 M
+    /// documents, scoring every document that has it).
     pub fn search(&self, search: &Search) -> Result<Vec<(String, f32)>, IndexError> {
         let (parsed, _errors) = self.parser.parse_query_lenient(&search.query);
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, parsed)];
+        let mut clauses = conjunction_of(parsed);
         let f = self.fields;
         for (field, value) in [(f.layer, &search.layer), (f.entity, &search.entity)] {
             if let Some(value) = value {
                 let term = Term::from_field_text(field, value);
                 clauses.push((
                     Occur::Must,
-                    Box::new(TermQuery::new(term, IndexRecordOption::Basic)),
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
                 ));
             }
         }
@@ -269,10 +283,13 @@ impl MemoryIndex {
                 )),
             ));
         }
-        let query = BooleanQuery::new(clauses);
+        let query: Box<dyn Query> = match clauses.len() {
+            1 => clauses.swap_remove(0).1,
+            _ => Box::new(BooleanQuery::new(clauses)),
+        };
         let searcher = self.reader.searcher();
         let limit = search.limit.max(1);
-        let top = searcher.search(&query, &TopDocs::with_limit(limit).order_by_score())?;
+        let top = searcher.search(query.as_ref(), &TopDocs::with_limit(limit).order_by_score())?;
         let mut found = Vec::with_capacity(top.len());
         for (score, address) in top {
             if let Some(id) = memory_id(&searcher, address)? {
@@ -281,6 +298,22 @@ impl MemoryIndex {
         }
         Ok(found)
     }
+}
+
+/// The clauses that must all match: those of a conjunction (what the parser
+/// makes of several words), or else the query itself (a query without words
+/// is an empty one, which matches nothing, filtered or not).
+fn conjunction_of(parsed: Box<dyn Query>) -> Vec<(Occur, Box<dyn Query>)> {
+    if let Some(boolean) = parsed.downcast_ref::<BooleanQuery>() {
+        let clauses = boolean.clauses();
+        if !clauses.is_empty() && clauses.iter().all(|(occur, _)| *occur == Occur::Must) {
+            return clauses
+                .iter()
+                .map(|(occur, query)| (*occur, query.box_clone()))
+                .collect();
+        }
+    }
+    vec![(Occur::Must, parsed)]
 }
 
 /// The memory id of a document, from the id column of its segment.
@@ -363,6 +396,60 @@ mod tests {
         let again = MemoryIndex::open(dir.path(), MIN_WRITER_BYTES).unwrap();
         assert_eq!(again.committed_sequence().unwrap(), 5);
         assert_eq!(ids(again.search(&search("beans")).unwrap()), ["a"]);
+    }
+
+    #[test]
+    fn words_and_filters_make_one_conjunction() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = MemoryIndex::open(dir.path(), MIN_WRITER_BYTES).unwrap();
+        index
+            .add(&[
+                memory(
+                    "a",
+                    "episodic",
+                    Some("ana"),
+                    1,
+                    "red apples and green pears",
+                ),
+                memory("b", "episodic", None, 2, "red apples"),
+                memory(
+                    "c",
+                    "semantic",
+                    Some("ana"),
+                    3,
+                    "green pears and red apples",
+                ),
+            ])
+            .unwrap();
+        index.commit(1).unwrap();
+        let mut both = search("apples pears");
+        assert_eq!(ids(index.search(&both).unwrap()), ["a", "c"]);
+        both.layer = Some("episodic".into());
+        assert_eq!(ids(index.search(&both).unwrap()), ["a"]);
+        both.layer = None;
+        both.entity = Some("ana".into());
+        assert_eq!(ids(index.search(&both).unwrap()), ["a", "c"]);
+        let mut either = search("pears OR plums");
+        either.layer = Some("semantic".into());
+        assert_eq!(ids(index.search(&either).unwrap()), ["c"]);
+        let mut one = search("apples");
+        one.layer = Some("episodic".into());
+        assert_eq!(ids(index.search(&one).unwrap()), ["a", "b"]);
+        // A filter without words matches nothing, not its whole layer.
+        for words in ["", "   ", "((", "😀"] {
+            let mut none = search(words);
+            none.layer = Some("episodic".into());
+            assert!(index.search(&none).unwrap().is_empty(), "{words:?}");
+        }
+    }
+
+    #[test]
+    fn an_index_of_another_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut other = Schema::builder();
+        other.add_text_field("layer", STRING);
+        Index::create_in_dir(dir.path(), other.build()).unwrap();
+        assert!(MemoryIndex::open(dir.path(), MIN_WRITER_BYTES).is_err());
     }
 
     #[test]
