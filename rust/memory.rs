@@ -5,18 +5,23 @@
 //! from the database. Each commit records, as its payload, the last journal
 //! sequence it contains, so a restart replays exactly what is newer.
 
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
 use std::fmt;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Mutex;
 
-use tantivy::collector::TopDocs;
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{BooleanQuery, Occur, Query, QueryParser, RangeQuery, TermQuery};
+use tantivy::query::{
+    BooleanQuery, EnableScoring, Occur, Query, QueryParser, RangeQuery, TermQuery,
+};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, STRING,
 };
-use tantivy::{doc, DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, Term};
+use tantivy::{
+    doc, DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, Term,
+};
 
 /// The smallest writer arena tantivy accepts, and the default here: edge
 /// devices have little memory, and the indexer batches anyway.
@@ -288,10 +293,9 @@ impl MemoryIndex {
             _ => Box::new(BooleanQuery::new(clauses)),
         };
         let searcher = self.reader.searcher();
-        let limit = search.limit.max(1);
-        let top = searcher.search(query.as_ref(), &TopDocs::with_limit(limit).order_by_score())?;
+        let top = top_by_score(&searcher, query.as_ref(), search.limit.max(1))?;
         let mut found = Vec::with_capacity(top.len());
-        for (score, address) in top {
+        for Hit { score, address } in top {
             if let Some(id) = memory_id(&searcher, address)? {
                 found.push((id, score));
             }
@@ -314,6 +318,74 @@ fn conjunction_of(parsed: Box<dyn Query>) -> Vec<(Occur, Box<dyn Query>)> {
         }
     }
     vec![(Occur::Must, parsed)]
+}
+
+/// A match in the running top k. Ordered by score, and of equal scores the
+/// earlier document ranks higher, as in tantivy's own collector.
+#[derive(PartialEq)]
+struct Hit {
+    score: Score,
+    address: DocAddress,
+}
+
+impl Eq for Hit {}
+
+impl Ord for Hit {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| other.address.cmp(&self.address))
+    }
+}
+
+impl PartialOrd for Hit {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The best `limit` matches over every segment, best first.
+///
+/// tantivy's `TopDocs` starts each segment from nothing: every segment
+/// scores until it holds a top k of its own before block-max WAND can skip
+/// anything. Here a segment starts from the k-th best score found so far.
+fn top_by_score(
+    searcher: &Searcher,
+    query: &dyn Query,
+    limit: usize,
+) -> Result<Vec<Hit>, IndexError> {
+    let weight = query.weight(EnableScoring::enabled_from_searcher(searcher))?;
+    let mut best: BinaryHeap<Reverse<Hit>> = BinaryHeap::with_capacity(limit + 1);
+    for (ord, reader) in searcher.segment_readers().iter().enumerate() {
+        let segment = u32::try_from(ord).map_err(|_| IndexError("too many segments".into()))?;
+        let alive = reader.alive_bitset();
+        let mut threshold = kth_score(&best, limit);
+        weight.for_each_pruning(threshold, reader, &mut |doc, score| {
+            if alive.is_some_and(|bits| bits.is_deleted(doc)) {
+                return threshold;
+            }
+            best.push(Reverse(Hit {
+                score,
+                address: DocAddress::new(segment, doc),
+            }));
+            if best.len() > limit {
+                best.pop();
+            }
+            threshold = kth_score(&best, limit);
+            threshold
+        })?;
+    }
+    let mut hits: Vec<Hit> = best.into_iter().map(|Reverse(hit)| hit).collect();
+    hits.sort_by(|a, b| b.cmp(a));
+    Ok(hits)
+}
+
+/// The score a match must beat to enter a full top k (any, until it is full).
+fn kth_score(best: &BinaryHeap<Reverse<Hit>>, limit: usize) -> Score {
+    match best.peek() {
+        Some(Reverse(lowest)) if best.len() >= limit => lowest.score,
+        _ => Score::MIN,
+    }
 }
 
 /// The memory id of a document, from the id column of its segment.
@@ -440,6 +512,61 @@ mod tests {
             let mut none = search(words);
             none.layer = Some("episodic".into());
             assert!(index.search(&none).unwrap().is_empty(), "{words:?}");
+        }
+    }
+
+    #[test]
+    fn the_top_k_over_segments_is_tantivys() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = MemoryIndex::open(dir.path(), MIN_WRITER_BYTES).unwrap();
+        let words = ["apple", "pear", "plum", "fig", "kiwi", "lime"];
+        for segment in 0..4 {
+            let batch: Vec<IndexedMemory> = (0..60)
+                .map(|i| {
+                    let n = segment * 60 + i;
+                    let text: Vec<&str> = (0..(n % 13 + 1))
+                        .map(|j| words[(n * 7 + j * j) % 6])
+                        .collect();
+                    let layer = if n % 3 == 0 { "episodic" } else { "semantic" };
+                    memory(&format!("m{n}"), layer, None, 0, &text.join(" "))
+                })
+                .collect();
+            index.add(&batch).unwrap();
+            index.commit(segment as u64 + 1).unwrap();
+        }
+        let searcher = index.reader.searcher();
+        assert!(searcher.segment_readers().len() > 1);
+        for (text, layer) in [
+            ("apple", None),
+            ("pear fig", None),
+            ("fig", Some("episodic")),
+            ("pear kiwi", Some("semantic")),
+        ] {
+            let mut clauses = conjunction_of(index.parser.parse_query_lenient(text).0);
+            if let Some(layer) = layer {
+                let term = Term::from_field_text(index.fields.layer, layer);
+                clauses.push((
+                    Occur::Must,
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
+                ));
+            }
+            let query = BooleanQuery::new(clauses);
+            let ours: Vec<Score> = top_by_score(&searcher, &query, 7)
+                .unwrap()
+                .iter()
+                .map(|hit| hit.score)
+                .collect();
+            let theirs: Vec<Score> = searcher
+                .search(
+                    &query,
+                    &tantivy::collector::TopDocs::with_limit(7).order_by_score(),
+                )
+                .unwrap()
+                .iter()
+                .map(|(score, _)| *score)
+                .collect();
+            assert_eq!(ours.len(), 7, "{text}");
+            assert_eq!(ours, theirs, "{text}");
         }
     }
 
