@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 from typing import NamedTuple
 
+from jamey import heap
 from jamey import validation
 from jamey._core import MemoryIndex
 from jamey.clock import iso_utc
@@ -241,6 +242,7 @@ class MemoryStore:
                     batch = []
             self.index.add(batch)
         self.index.commit(sequence)
+        heap.release_free()
         self.rebuilt_at = iso_utc(self._clock())
         self.rebuild_reason = reason
         with self._wake:  # searches waiting for consistency may go on
@@ -346,6 +348,7 @@ class MemoryStore:
         assert self.index is not None
         sequence = self.applied
         self.index.commit(sequence)
+        heap.release_free()
         self._last_commit = time.monotonic()
         with self._wake:
             self.committed = sequence
