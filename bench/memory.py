@@ -6,7 +6,9 @@ drawn from the corpus. Every peer runs in this process on the same documents
 and queries, with the same transaction batching and ``synchronous=FULL``:
 - jamey: MemoryStore (SQLite rows + journal, the Rust tantivy index);
 - fts5: an FTS5 table through apsw, ranked by bm25;
-- tantivy-py: the tantivy package from PyPI with an equivalent schema.
+- tantivy-py: the tantivy package from PyPI with an equivalent schema;
+and, for the ingest, jamey's two halves alone: its rows and journal in
+SQLite (nothing indexed), and its Rust index fed directly.
 """
 
 import argparse
@@ -26,7 +28,9 @@ import tantivy
 from conscience import fortunes
 
 from jamey import storage
+from jamey._core import MemoryIndex
 from jamey.health import rss_bytes
+from jamey.ids import new_ids
 from jamey.memory import LAYERS
 from jamey.memory import MemoryStore
 
@@ -115,6 +119,54 @@ class JameyIndex:
         index = self.jamey.store.index
         assert index is not None
         return len(index.search(query, layer=layer, limit=10))
+
+
+class JameyRows:
+    """Half of jamey's ingest: the rows and their journal, nothing indexed."""
+
+    name = 'jamey rows'
+
+    def __init__(self, root: Path) -> None:
+        self.db = storage.Database(root / 'rows.db')
+        self.db.migrate()
+        self.store = MemoryStore(self.db, root / 'rows-index')  # never started
+
+    def bulk(self, documents: list[str]) -> None:
+        for start in range(0, len(documents), BATCH):
+            self.store.store_many(
+                [
+                    {'content': d, 'layer': layer_of(start + i)}
+                    for i, d in enumerate(documents[start : start + BATCH])
+                ]
+            )
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class JameyIndexAlone:
+    """The other half: the Rust index fed directly, one commit at the end
+    (as tantivy-py is)."""
+
+    name = 'jamey index'
+
+    def __init__(self, root: Path) -> None:
+        self.index = MemoryIndex(root / 'index-alone', 15 * MB)
+
+    def bulk(self, documents: list[str]) -> None:
+        for start in range(0, len(documents), BATCH):
+            batch = documents[start : start + BATCH]
+            ids = new_ids(len(batch), start)
+            self.index.add(
+                [
+                    (memory_id, layer_of(start + i), None, start + i, d)
+                    for i, (memory_id, d) in enumerate(zip(ids, batch, strict=True))
+                ]
+            )
+        self.index.commit(1)
+
+    def close(self) -> None:
+        del self.index
 
 
 class Fts5:
@@ -234,10 +286,12 @@ def bench_ingest(peers: list, documents: list[str]) -> None:
         peak = (peak_rss_bytes() - before) / MB
         print(
             f'  {peer.name:11} {rates[peer.name]:10,.0f} docs/s'
-            f'   RSS +{added:.1f} MB, peak +{peak:.1f} MB'
+            f'   RSS {added:+.1f} MB, peak {peak:+.1f} MB'
         )
     print(f'  jamey / fts5 {rates["jamey"] / rates["fts5"]:.2f}x (target >= 1.0x)')
     print('  target: the writer adds <= 32 MB while ingesting 1 M documents')
+    for name in ('jamey rows', 'jamey index', 'tantivy-py'):
+        print(f'  {name} / fts5 {rates[name] / rates["fts5"]:.2f}x')
 
 
 def bench_single(root: Path, documents: list[str]) -> None:
@@ -343,7 +397,10 @@ def main() -> None:
     try:
         jamey = Jamey(root)
         peers = [jamey, Fts5(root), TantivyPy(root)]
-        bench_ingest(peers, documents)
+        halves = [JameyRows(root), JameyIndexAlone(root)]
+        bench_ingest([*peers, *halves], documents)
+        for half in halves:
+            half.close()
         bench_search([*peers, JameyIndex(jamey)], wanted, args.scale)
         for peer in peers:
             peer.close()
