@@ -241,16 +241,11 @@ class ChunkFile(_Chunks):
         super().__init__(header, key, size)
         self._fd = fd
         self._kept: OrderedDict[int, bytes] = OrderedDict()
-        # The chunk read last: SQLite reads most pages in order, 16 a chunk.
-        self._last = (-1, b'')
 
     def _chunk(self, index: int) -> bytes:
-        if self._last[0] == index:
-            return self._last[1]
         plain = self._kept.get(index)
         if plain is not None:
             self._kept.move_to_end(index)
-            self._last = (index, plain)
             return plain
         sealed = os.pread(self._fd, SEALED, self._start + index * SEALED)
         plain = self._open(sealed, index, index == self.count - 1)
@@ -261,7 +256,6 @@ class ChunkFile(_Chunks):
         self._kept[index] = plain
         if len(self._kept) > self.KEPT:
             self._kept.popitem(last=False)
-        self._last = (index, plain)
         return plain
 
     def read_at(self, offset: int, size: int) -> bytes:
