@@ -36,6 +36,7 @@ from jamey.errors import VaultError
 from jamey.errors import WrongKeyError
 from jamey.vault import Policy
 from jamey.vault import Vault
+from jamey.vault import archive
 from jamey.vault import keyring
 from jamey.vault import keys
 from jamey.vault.format import SEALED
@@ -569,6 +570,86 @@ def test_writes_continue_during_a_backup(tmp_path: Path, key: FileKey) -> None:
     total = check.execute('SELECT n FROM total').get
     assert count == top == total
     assert 0 < total <= len(written)
+
+
+def _counted(database: Path) -> apsw.Connection:
+    """A counter table and its total, kept equal by every commit."""
+    conn = apsw.Connection(str(database))
+    conn.setbusytimeout(5000)
+    conn.execute(
+        'CREATE TABLE counter (n INTEGER PRIMARY KEY);'
+        ' CREATE TABLE total (id INTEGER PRIMARY KEY, n INTEGER);'
+        ' INSERT INTO total VALUES (1, 0)'
+    )
+    return conn
+
+
+def _count(conn: apsw.Connection, n: int) -> None:
+    with conn:
+        conn.execute('INSERT INTO counter VALUES (?)', (n,))
+        conn.execute('UPDATE total SET n = ?', (n,))
+
+
+def _restored_total(vault: Vault, backup: Backup, tmp_path: Path) -> int:
+    restored = tmp_path / 'restored'
+    vault.restore(backup.id, restored)
+    check = apsw.Connection(str(restored / 'jamey.db'))
+    count, top = check.execute('SELECT count(*), max(n) FROM counter').get
+    total = check.execute('SELECT n FROM total').get
+    assert check.execute('PRAGMA integrity_check').get == 'ok'
+    assert count == top == total
+    return int(total)
+
+
+def test_a_quiet_database_is_read_from_its_file_while_others_write(
+    tmp_path: Path, key: FileKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the WAL emptied first, the snapshot is the database file, read
+    directly: commits and checkpoints meanwhile must not reach it."""
+    database = make_database(tmp_path / 'state' / 'jamey.db', rows=3000)
+    conn = _counted(database)
+    for n in range(1, 11):
+        _count(conn, n)
+    read_pages = archive._read_pages
+    read_from_file = []
+
+    def meanwhile(*args: Any) -> Any:
+        read_from_file.append(True)
+        for n in range(11, 211):  # into the WAL only
+            _count(conn, n)
+        conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_PASSIVE)
+        conn.setbusytimeout(100)
+        with pytest.raises(apsw.BusyError):
+            conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+        return read_pages(*args)
+
+    monkeypatch.setattr(archive, '_read_pages', meanwhile)
+    vault = make_vault(tmp_path, key)
+    backup = vault.create(database)
+    assert read_from_file
+    assert _restored_total(vault, backup, tmp_path) == 10
+
+
+def test_a_wal_that_cannot_be_emptied_is_copied_by_sqlite(
+    tmp_path: Path, key: FileKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader on an older moment keeps the WAL from being emptied: the
+    backup goes through SQLite's copy instead, of the newest moment."""
+    database = make_database(tmp_path / 'state' / 'jamey.db', rows=3000)
+    conn = _counted(database)
+    _count(conn, 1)
+    reader = apsw.Connection(str(database))
+    reader.execute('BEGIN')
+    assert reader.execute('SELECT n FROM total').get == 1
+    for n in range(2, 6):
+        _count(conn, n)
+    monkeypatch.setattr(
+        archive, '_read_pages', lambda *a: pytest.fail('read from the file')
+    )
+    vault = make_vault(tmp_path, key)
+    backup = vault.create(database)
+    reader.execute('COMMIT')
+    assert _restored_total(vault, backup, tmp_path) == 5
 
 
 def test_leftovers_are_cleared(tmp_path: Path, database: Path, key: FileKey) -> None:

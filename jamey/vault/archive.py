@@ -49,6 +49,9 @@ MANIFEST_VERSION = 2
 COPY_BYTES = 1 << 20
 # Pages go to the background writer in blocks of this size (four chunks).
 HANDOFF_BYTES = 1 << 18
+# How long emptying the WAL before a snapshot waits for readers (writers
+# wait meanwhile); past it the snapshot is taken with the WAL as it is.
+TRUNCATE_WAIT_MS = 50
 MAX_CONFIG_BYTES = 1 << 20
 _MAX_SMALL_BYTES = 1 << 16
 _KINDS = {
@@ -81,8 +84,11 @@ class _BackgroundWriter:
 
     QUEUED = 4
 
-    def __init__(self, consume: Callable[[bytes], object]) -> None:
+    def __init__(
+        self, consume: Callable[[bytes], object], hashing: bool = True
+    ) -> None:
         self.digest = hashlib.sha256()
+        self._hashing = hashing
         self._consume = consume
         self._blocks: queue.Queue[bytes | None] = queue.Queue(self.QUEUED)
         self._error: BaseException | None = None
@@ -95,7 +101,8 @@ class _BackgroundWriter:
         while (block := self._blocks.get()) is not None:
             if self._error is None:  # after a failure, only drain
                 try:
-                    self.digest.update(block)
+                    if self._hashing:
+                        self.digest.update(block)
                     self._consume(block)
                 except BaseException as exc:  # raised in the caller
                     self._error = exc
@@ -336,12 +343,27 @@ def _snapshot_vfs() -> _SnapshotVFS:
 
 
 @contextlib.contextmanager
-def _read_snapshot(source: Path) -> Iterator[tuple[apsw.Connection, Layout]]:
-    """A read transaction on the live database: one consistent moment."""
+def _read_snapshot(source: Path) -> Iterator[tuple[apsw.Connection, Layout, bool]]:
+    """A read transaction on the live database: one consistent moment; and
+    whether the database file alone holds that moment, and keeps holding it
+    while the transaction lasts.
+
+    It does when the WAL was empty as the transaction began: SQLite then
+    reads the database file only, and no checkpoint may copy anything into
+    that file while such a reader lasts (it needs the lock the reader
+    shares), so writers go on appending to the WAL and the file stays as it
+    was. The WAL is emptied first (a TRUNCATE checkpoint, which waits at
+    most TRUNCATE_WAIT_MS for readers and holds writers back meanwhile);
+    still empty once the transaction has read is proof enough, because
+    nothing can truncate it again while a reader uses any of it. Otherwise
+    (a reader stayed, a writer came in between) SQLite's backup copies the
+    moment instead.
+    """
     # Read-write, though it only reads: the last connection to close then
     # removes the WAL files a read-only one would leave behind.
     src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READWRITE)
     try:
+        emptied = _empty_wal(src)
         src.setbusytimeout(5000)
         src.execute('BEGIN')
         layout = Layout(
@@ -349,10 +371,59 @@ def _read_snapshot(source: Path) -> Iterator[tuple[apsw.Connection, Layout]]:
             page_count=int(src.execute('PRAGMA page_count').get),
             schema_version=int(src.execute('PRAGMA user_version').get),
         )
-        yield src, layout
+        yield src, layout, emptied and _wal_size(source) == 0
         src.execute('COMMIT')
     finally:
         src.close()
+
+
+def _empty_wal(conn: apsw.Connection) -> bool:
+    conn.setbusytimeout(TRUNCATE_WAIT_MS)
+    try:
+        # A connection finds the WAL at its first read; before it, a
+        # checkpoint does nothing.
+        conn.execute('PRAGMA schema_version').get  # noqa: B018 - the read
+        conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
+    except apsw.BusyError:
+        return False
+    return True
+
+
+def _wal_size(database: Path) -> int:
+    try:
+        return Path(f'{database}-wal').stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_pages(
+    out: Any, source: Path, layout: Layout, check: Callable[[], None]
+) -> tuple[bytes, str]:
+    """Pages 2..N read from the database file itself, for a snapshot that it
+    alone holds (see _read_snapshot); page 1, and the SHA-256 of the rest.
+
+    Large reads instead of SQLite's copy page by page: 0.19 -> 0.12 s for
+    100 MB, 1.66 -> 1.09 s for 1 GB. The hash is taken here, and the
+    sealing and writing on the second thread, which had been the slower.
+    """
+    digest = hashlib.sha256()
+    with (
+        source.open('rb', buffering=0) as f,
+        _BackgroundWriter(out.write, hashing=False) as writer,
+    ):
+        first = f.read(layout.page_size)
+        remaining = (layout.page_count - 1) * layout.page_size
+        while remaining:
+            check()
+            block = f.read(min(HANDOFF_BYTES, remaining))
+            if not block:
+                break
+            digest.update(block)
+            writer.write(block)
+            remaining -= len(block)
+    if len(first) != layout.page_size or remaining:
+        raise PayloadError('the database file is shorter than its page count')
+    return first, digest.hexdigest()
 
 
 def _stream_pages(
@@ -429,14 +500,17 @@ def _add_snapshot(
     out: Any, source: Path, check: Callable[[], None]
 ) -> tuple[list[dict[str, Any]], int]:
     """The snapshot's three members; its schema version."""
-    with _read_snapshot(source) as (src, layout):
+    with _read_snapshot(source) as (src, layout, file_alone):
         described = json.dumps(
             {'page_size': layout.page_size, 'page_count': layout.page_count}
         ).encode()
         components = [_add_bytes(out, LAYOUT, described, check)]
         size = (layout.page_count - 1) * layout.page_size
         _header(out, PAGES, size)
-        first, digest = _stream_pages(out, src, layout, check)
+        if file_alone:
+            first, digest = _read_pages(out, source, layout, check)
+        else:
+            first, digest = _stream_pages(out, src, layout, check)
         out.write(bytes(-size % tarfile.BLOCKSIZE))
         components.append(_component(PAGES, size, digest))
     components.append(_add_bytes(out, FIRST_PAGE, first, check))
