@@ -79,7 +79,8 @@ class _BackgroundWriter:
     thread that produced the pages; here they overlap with it on a second
     core (a third thread for the hash measured no faster). hashlib, file
     writes, SQLite's copy and the reads each let go of the GIL. A few
-    blocks wait at most: memory stays constant.
+    blocks wait at most: memory stays constant. Without ``hashing`` it only
+    writes: a producer that merely reads leaves its thread time to hash.
     """
 
     QUEUED = 4
