@@ -1,5 +1,6 @@
 """The memory store and its index, in-process, on real SQLite and tantivy."""
 
+import json
 import shutil
 import time
 import uuid
@@ -300,6 +301,27 @@ def test_a_truncated_segment_is_rebuilt(db: storage.Database, clock: Clock) -> N
         assert len(again.search('garden', limit=100)) == 20
         assert again.rebuild_reason is not None
         assert again.stats()['index_documents'] == 20
+    finally:
+        again.stop()
+
+
+def test_an_index_of_an_earlier_layout_is_rebuilt(
+    db: storage.Database, clock: Clock
+) -> None:
+    """An index written by a version whose fields differed (here: the layer
+    without frequencies, as before filters were pruned) is not opened but
+    rebuilt, with the reason in the stats."""
+    fill_and_stop(db, clock)
+    meta = db.path.parent / 'index' / 'meta.json'
+    document = json.loads(meta.read_text())
+    layer = next(f for f in document['schema'] if f['name'] == 'layer')
+    layer['options']['indexing']['record'] = 'basic'
+    meta.write_text(json.dumps(document))
+    again = make_store(db, clock)
+    again.start()
+    try:
+        assert len(again.search('garden', layer='episodic', limit=100)) == 20
+        assert again.rebuild_reason is not None
     finally:
         again.stop()
 
