@@ -176,16 +176,27 @@ class MemoryStore:
         self.rebuild_reason: str | None = None
         self._last_commit = 0.0
         self._next_retention = 0.0
+        self._progress: Callable[[int], None] | None = None
 
     # -- lifecycle -------------------------------------------------------
 
-    def start(self) -> None:
-        """Open (or rebuild) the index, replay the journal, start the worker."""
-        self.index = self._open_index()
-        self.committed = self.applied = self.index.committed_sequence
-        self._drain(commit=True)
-        if self.index.doc_count != self._count():
-            self._rebuild('the index disagrees with the database')
+    def start(self, progress: Callable[[int], None] | None = None) -> None:
+        """Open (or rebuild) the index, replay the journal, start the worker.
+
+        ``progress(done)`` runs after each batch that a rebuild or the replay
+        indexes, with the memories indexed so far: a rebuild of a large index
+        takes minutes on a small device, and a daemon starting with one must
+        keep telling its supervisor that it is at work.
+        """
+        self._progress = progress
+        try:
+            self.index = self._open_index()
+            self.committed = self.applied = self.index.committed_sequence
+            self._drain(commit=True)
+            if self.index.doc_count != self._count():
+                self._rebuild('the index disagrees with the database')
+        finally:
+            self._progress = None
         self._next_retention = self._clock()
         self._thread = threading.Thread(
             target=self._run, name='jamey-indexer', daemon=True
@@ -232,15 +243,15 @@ class MemoryStore:
         self.index.clear()
         with conn:  # one snapshot: the memories and the sequence they reach
             sequence = self._journal_counter()
-            batch = []
+            batch, indexed = [], 0
             for row in conn.execute(
                 'SELECT id, layer, entity, created_ms, content FROM memories'
             ):
                 batch.append(row)
                 if len(batch) >= BATCH:
-                    self.index.add(batch)
+                    indexed = self._index_batch(batch, indexed)
                     batch = []
-            self.index.add(batch)
+            self._index_batch(batch, indexed)
         self.index.commit(sequence)
         heap.release_free()
         self.rebuilt_at = iso_utc(self._clock())
@@ -248,6 +259,18 @@ class MemoryStore:
         with self._wake:  # searches waiting for consistency may go on
             self.applied = self.committed = sequence
             self._wake.notify_all()
+
+    def _index_batch(self, batch: list[Any], indexed: int) -> int:
+        """Add a rebuild's batch; the memories indexed so far."""
+        assert self.index is not None
+        self.index.add(batch)
+        indexed += len(batch)
+        self._advanced(indexed)
+        return indexed
+
+    def _advanced(self, done: int) -> None:
+        if self._progress is not None:
+            self._progress(done)
 
     def _journal_counter(self) -> int:
         """The last sequence the journal handed out, even if since pruned
@@ -315,6 +338,7 @@ class MemoryStore:
             self._commit()
 
     def _apply_journal(self) -> None:
+        done = 0
         while True:
             rows = (
                 self.db.connection()
@@ -329,6 +353,8 @@ class MemoryStore:
             if not rows:
                 return
             self._apply(rows)
+            done += len(rows)
+            self._advanced(done)
 
     def _apply(self, rows: list[tuple[Any, ...]]) -> None:
         assert self.index is not None

@@ -305,6 +305,31 @@ def test_a_truncated_segment_is_rebuilt(db: storage.Database, clock: Clock) -> N
         again.stop()
 
 
+def test_a_rebuild_at_start_reports_each_batch(
+    db: storage.Database, clock: Clock
+) -> None:
+    """So a daemon can keep telling systemd it is at work."""
+    first = make_store(db, clock)
+    first.store_many(
+        [{'content': f'note {n}', 'layer': 'semantic'} for n in range(2500)]
+    )  # journaled, never indexed: the store was not started
+    again = make_store(db, clock)
+    replayed: list[int] = []
+    again.start(progress=replayed.append)
+    again.stop()
+    assert replayed == [1000, 2000, 2500]
+    shutil.rmtree(db.path.parent / 'index')
+    rebuilt: list[int] = []
+    again = make_store(db, clock)
+    again.start(progress=rebuilt.append)
+    try:
+        assert rebuilt == [1000, 2000, 2500]
+        assert len(again.search('note', limit=100)) == 100
+        assert again.stats()['index_documents'] == 2500
+    finally:
+        again.stop()
+
+
 def test_an_index_of_an_earlier_layout_is_rebuilt(
     db: storage.Database, clock: Clock
 ) -> None:

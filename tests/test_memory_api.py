@@ -1,6 +1,7 @@
 """/memories over the real socket of a real jameyd, SIGKILL included."""
 
 import http.client
+import itertools
 import json
 import os
 import random
@@ -184,6 +185,14 @@ def test_index_deleted_while_stopped_is_rebuilt(make_jameyd: Any) -> None:
     assert daemon.wait() == 0
     shutil.rmtree(daemon.state_dir / 'index')
     again = make_jameyd(env=FAST).start()
+    assert again.notify is not None
+    before_ready = list(
+        itertools.takewhile(lambda m: m[1].get('READY') != '1', again.notify.messages)
+    )
+    extended = [f for _, f in before_ready if 'EXTEND_TIMEOUT_USEC' in f]
+    assert extended, 'a rebuild at start asks systemd for more time'
+    assert int(extended[0]['EXTEND_TIMEOUT_USEC']) >= 30_000_000
+    assert extended[0]['STATUS'] == 'starting: 30 memories indexed'
     status, result = search(again, q='garden', limit='100', consistent='true')
     assert status == 200
     assert len(result['memories']) == 30

@@ -64,6 +64,10 @@ log = logging.getLogger('jamey.daemon')
 # With no watchdog, the loop still wakes now and then so waitress can close
 # idle connections; rarely, because low-power devices sleep between events.
 IDLE_WAKE_S = 60.0
+# While the start takes long (a memory index rebuilt), each report asks
+# systemd for this much more time, and they come at most this often.
+START_EXTENSION_S = 60
+START_REPORT_S = 10.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
@@ -165,6 +169,7 @@ class Daemon:
         self._tls: TlsListener | None = None
         self._vault: Vault | None = None
         self._mqtt: Bridge | None = None
+        self._next_start_report = 0.0
 
     def start(self) -> None:
         """Bring every part up in dependency order, then tell systemd.
@@ -203,7 +208,7 @@ class Daemon:
             on_entity=soul.link,
         )
         soul.forget_memories = self._memories.forget_many
-        self._memories.start()
+        self._memories.start(progress=self._still_starting)
         self._soul = soul
         soul.start()
         backup_interval_s = self._schedule_backups(self._vault, self._db.path)
@@ -328,6 +333,22 @@ class Daemon:
             if self.watchdog_s is not None and self._clock() >= next_ping:
                 self._watchdog_tick()
                 next_ping = self._clock() + self.watchdog_s / 2
+
+    def _still_starting(self, indexed: int) -> None:
+        """While the start indexes memories: more time from systemd (its
+        default start timeout, 90 s, would kill a daemon rebuilding a large
+        index, and the restart would begin the rebuild again), a watchdog
+        ping, and what it is doing."""
+        now = self._clock()
+        if now < self._next_start_report:
+            return
+        self._next_start_report = now + START_REPORT_S
+        ping = ['WATCHDOG=1'] if self.watchdog_s is not None else []
+        self.notifier.notify(
+            f'EXTEND_TIMEOUT_USEC={START_EXTENSION_S * 1_000_000}',
+            *ping,
+            f'STATUS=starting: {indexed} memories indexed',
+        )
 
     def _watchdog_tick(self) -> None:
         report = self.health.run()
