@@ -364,7 +364,7 @@ def _read_snapshot(source: Path) -> Iterator[tuple[apsw.Connection, Layout, bool
     # removes the WAL files a read-only one would leave behind.
     src = apsw.Connection(str(source), flags=apsw.SQLITE_OPEN_READWRITE)
     try:
-        emptied = _empty_wal(src)
+        _empty_wal(src)
         src.setbusytimeout(5000)
         src.execute('BEGIN')
         layout = Layout(
@@ -372,13 +372,15 @@ def _read_snapshot(source: Path) -> Iterator[tuple[apsw.Connection, Layout, bool
             page_count=int(src.execute('PRAGMA page_count').get),
             schema_version=int(src.execute('PRAGMA user_version').get),
         )
-        yield src, layout, emptied and _wal_size(source) == 0
+        yield src, layout, _wal_size(source) == 0
         src.execute('COMMIT')
     finally:
         src.close()
 
 
-def _empty_wal(conn: apsw.Connection) -> bool:
+def _empty_wal(conn: apsw.Connection) -> None:
+    """Try to: whether it worked shows in the WAL's size (see
+    _read_snapshot)."""
     conn.setbusytimeout(TRUNCATE_WAIT_MS)
     try:
         # A connection finds the WAL at its first read; before it, a
@@ -386,8 +388,7 @@ def _empty_wal(conn: apsw.Connection) -> bool:
         conn.execute('PRAGMA schema_version').get  # noqa: B018 - the read
         conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
     except apsw.BusyError:
-        return False
-    return True
+        pass  # a reader stayed
 
 
 def _wal_size(database: Path) -> int:
