@@ -262,6 +262,20 @@ impl MemoryIndex {
     /// not for one nested in another (a common word took 1.3 ms at 1 M
     /// documents, scoring every document that has it).
     pub fn search(&self, search: &Search) -> Result<Vec<(String, f32)>, IndexError> {
+        let query = self.query_of(search);
+        let searcher = self.reader.searcher();
+        let top = top_by_score(&searcher, query.as_ref(), search.limit.max(1))?;
+        let mut found = Vec::with_capacity(top.len());
+        for Hit { score, address } in top {
+            if let Some(id) = memory_id(&searcher, address)? {
+                found.push((id, score));
+            }
+        }
+        Ok(found)
+    }
+
+    /// The query a search runs: its words and its filters.
+    fn query_of(&self, search: &Search) -> Box<dyn Query> {
         let (parsed, _errors) = self.parser.parse_query_lenient(&search.query);
         let mut clauses = conjunction_of(parsed);
         let f = self.fields;
@@ -288,19 +302,10 @@ impl MemoryIndex {
                 )),
             ));
         }
-        let query: Box<dyn Query> = match clauses.len() {
+        match clauses.len() {
             1 => clauses.swap_remove(0).1,
             _ => Box::new(BooleanQuery::new(clauses)),
-        };
-        let searcher = self.reader.searcher();
-        let top = top_by_score(&searcher, query.as_ref(), search.limit.max(1))?;
-        let mut found = Vec::with_capacity(top.len());
-        for Hit { score, address } in top {
-            if let Some(id) = memory_id(&searcher, address)? {
-                found.push((id, score));
-            }
         }
-        Ok(found)
     }
 }
 
@@ -542,23 +547,17 @@ mod tests {
             ("fig", Some("episodic")),
             ("pear kiwi", Some("semantic")),
         ] {
-            let mut clauses = conjunction_of(index.parser.parse_query_lenient(text).0);
-            if let Some(layer) = layer {
-                let term = Term::from_field_text(index.fields.layer, layer);
-                clauses.push((
-                    Occur::Must,
-                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
-                ));
-            }
-            let query = BooleanQuery::new(clauses);
-            let ours: Vec<Score> = top_by_score(&searcher, &query, 7)
+            let mut wanted = search(text);
+            wanted.layer = layer.map(Into::into);
+            let query = index.query_of(&wanted);
+            let ours: Vec<Score> = top_by_score(&searcher, query.as_ref(), 7)
                 .unwrap()
                 .iter()
                 .map(|hit| hit.score)
                 .collect();
             let theirs: Vec<Score> = searcher
                 .search(
-                    &query,
+                    query.as_ref(),
                     &tantivy::collector::TopDocs::with_limit(7).order_by_score(),
                 )
                 .unwrap()
