@@ -12,6 +12,7 @@ SQLite (nothing indexed), and its Rust index fed directly.
 """
 
 import argparse
+import os
 import random
 import re
 import shutil
@@ -26,10 +27,12 @@ from pathlib import Path
 import apsw
 import tantivy
 from conscience import fortunes
+from startup import peak_rss_mb
+from startup import reset_peak_rss
+from startup import rss_mb
 
 from jamey import storage
 from jamey._core import MemoryIndex
-from jamey.health import rss_bytes
 from jamey.ids import new_ids
 from jamey.memory import LAYERS
 from jamey.memory import MemoryStore
@@ -60,6 +63,14 @@ def layer_of(i: int) -> str:
     return LAYERS[i % len(LAYERS)]
 
 
+def bodies(documents: list[str], start: int) -> list[dict[str, str]]:
+    """The store bodies of the batch of ``documents`` from ``start``."""
+    return [
+        {'content': d, 'layer': layer_of(start + i)}
+        for i, d in enumerate(documents[start : start + BATCH])
+    ]
+
+
 def percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
     p50 = statistics.median(ordered) * 1e3
@@ -88,11 +99,7 @@ class Jamey:
     def bulk(self, documents: list[str]) -> None:
         sequence = 0
         for start in range(0, len(documents), BATCH):
-            bodies = [
-                {'content': d, 'layer': layer_of(start + i)}
-                for i, d in enumerate(documents[start : start + BATCH])
-            ]
-            _, sequence = self.store.store_many(bodies)
+            _, sequence = self.store.store_many(bodies(documents, start))
         self.store.wait_indexed(sequence, 600)
 
     def single(self, documents: list[str]) -> None:
@@ -133,12 +140,7 @@ class JameyRows:
 
     def bulk(self, documents: list[str]) -> None:
         for start in range(0, len(documents), BATCH):
-            self.store.store_many(
-                [
-                    {'content': d, 'layer': layer_of(start + i)}
-                    for i, d in enumerate(documents[start : start + BATCH])
-                ]
-            )
+            self.store.store_many(bodies(documents, start))
 
     def close(self) -> None:
         self.db.close()
@@ -260,30 +262,17 @@ def timed(call: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def peak_rss_bytes() -> int:
-    """The kernel's high-water mark of resident memory (reset by
-    ``reset_peak_rss``)."""
-    for line in Path('/proc/self/status').read_text().splitlines():
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) * 1024
-    return 0
-
-
-def reset_peak_rss() -> None:
-    Path('/proc/self/clear_refs').write_text('5')
-
-
 def bench_ingest(peers: list, documents: list[str]) -> None:
     print(f'\nbulk ingest of {len(documents):,} documents, batches of {BATCH}, durable')
     print('  (RSS added: once the ingest is over, and at its peak during it)')
     rates = {}
     for peer in peers:
-        before = rss_bytes()
-        reset_peak_rss()
+        before = rss_mb(os.getpid())
+        reset_peak_rss(os.getpid())
         seconds = timed(lambda peer=peer: peer.bulk(documents))
         rates[peer.name] = len(documents) / seconds
-        added = (rss_bytes() - before) / MB
-        peak = (peak_rss_bytes() - before) / MB
+        added = rss_mb(os.getpid()) - before
+        peak = peak_rss_mb(os.getpid()) - before
         print(
             f'  {peer.name:11} {rates[peer.name]:10,.0f} docs/s'
             f'   RSS {added:+.1f} MB, peak {peak:+.1f} MB'

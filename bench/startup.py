@@ -117,10 +117,24 @@ def context_switches(pid: int) -> int:
 
 
 def rss_mb(pid: int) -> float:
+    return _status_mb(pid, 'VmRSS')
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The kernel's high-water mark of resident memory since
+    ``reset_peak_rss``."""
+    return _status_mb(pid, 'VmHWM')
+
+
+def reset_peak_rss(pid: int) -> None:
+    Path(f'/proc/{pid}/clear_refs').write_text('5')
+
+
+def _status_mb(pid: int, field: str) -> float:
     for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmRSS:'):
+        if line.startswith(f'{field}:'):
             return int(line.split()[1]) / 1024
-    raise RuntimeError('no VmRSS')
+    raise RuntimeError(f'no {field}')
 
 
 def bench_idle(seconds: float) -> None:

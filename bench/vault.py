@@ -27,6 +27,8 @@ from typing import Any
 
 from startup import BIN
 from startup import jameyd_env
+from startup import peak_rss_mb
+from startup import reset_peak_rss
 from startup import rss_mb
 from startup import scratch
 from startup import start_until_ready
@@ -74,13 +76,6 @@ def timed(cmd: list[str]) -> float:
     started = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - started
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmHWM:'):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError('no VmHWM')
 
 
 def warm(path: Path) -> None:
@@ -133,7 +128,7 @@ def ours(root: Path, database: Path, rounds: int) -> dict[str, float]:
         time.sleep(1.0)
         baseline = rss_mb(proc.pid)
         for _ in range(rounds):
-            Path(f'/proc/{proc.pid}/clear_refs').write_text('5')
+            reset_peak_rss(proc.pid)
             warm(database)
             os.sync()
             started = time.perf_counter()
