@@ -4,7 +4,9 @@ A real jameyd with a TLS listener (a self-signed certificate made by openssl)
 serves 50 concurrent keep-alive clients for 60 s per listener, each sending a
 mix of POST /evaluate, POST /memories and GET /memories?q=. Reported: errors
 (anything but 2xx, 429 counted apart), p50/p99 per route, and the daemon's
-RSS after the first 10 s and at the end. Then, one client at a time, the cost
+RSS after the first 10 s and at the end. The TLS load runs twice: quiet, and
+with 64 silent and 32 slow connections held open by strangers (the attacked
+run's throughput and p99 against the quiet run's). Then, one client at a time, the cost
 of TLS + authentication: GET /health/detailed over TLS with a token against
 GET /health over the socket with none, and the authentication check itself
 against the request time.
@@ -133,7 +135,8 @@ def mixed_request(rng: random.Random) -> tuple[str, str, str, Any]:
 
 def load(
     connect: Connect, headers: dict[str, str], clients: int, seconds: float, pid: int
-) -> None:
+) -> tuple[float, float]:
+    """Run the mix; print its figures; return requests per second and p99 (s)."""
     latencies: dict[str, list[float]] = defaultdict(list)
     statuses: dict[int, int] = defaultdict(int)
     lock = threading.Lock()
@@ -179,6 +182,63 @@ def load(
           f' {total_end:.1f} MB ({(total_end / total_10s - 1) * 100:+.1f} %);'
           f' anonymous {anon_10s:.1f} -> {anon_end:.1f} MB'
           f' ({(anon_end / anon_10s - 1) * 100:+.1f} %)')  # fmt: skip
+    every = [sample for samples in latencies.values() for sample in samples]
+    return total / seconds, percentile(every, 0.99)
+
+
+class Attackers:
+    """Strangers who hold TLS connections open without authenticating.
+
+    ``silent`` connections never send a ClientHello; ``slow`` ones complete
+    the handshake, then send a request head one line every ``every_s``
+    seconds. Whatever the server closes is opened again at once.
+    """
+
+    def __init__(
+        self, port: int, context: ssl.SSLContext, silent: int, slow: int, every_s: float
+    ) -> None:
+        self.port, self.context, self.every_s = port, context, every_s
+        self.stop = threading.Event()
+        self.reopened = 0
+        self.threads = [
+            threading.Thread(target=self._silent) for _ in range(silent)
+        ] + [threading.Thread(target=self._slow) for _ in range(slow)]
+
+    def __enter__(self) -> 'Attackers':
+        for thread in self.threads:
+            thread.start()
+        time.sleep(1.0)  # all of them connected before the clients start
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join()
+
+    def _silent(self) -> None:
+        while not self.stop.is_set():
+            with socket.create_connection(('127.0.0.1', self.port)) as sock:
+                sock.settimeout(0.5)
+                while not self.stop.is_set():
+                    try:
+                        if sock.recv(1) == b'':
+                            break
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+            self.reopened += 1
+
+    def _slow(self) -> None:
+        while not self.stop.is_set():
+            try:
+                raw = socket.create_connection(('127.0.0.1', self.port), timeout=30)
+                with self.context.wrap_socket(raw, server_hostname='127.0.0.1') as tls:
+                    tls.sendall(b'GET /health HTTP/1.1\r\nHost: x\r\n')
+                    while not self.stop.wait(self.every_s):
+                        tls.sendall(b'X-Slow: 1\r\n')
+            except OSError:
+                self.reopened += 1
 
 
 def serial(connect: Connect, target: str, headers: dict[str, str], n: int) -> float:
@@ -223,6 +283,10 @@ def main() -> None:
             JAMEY_TLS_KEY_FILE=str(key),
             JAMEY_API_RATE_LIMIT_PER_S='2000',
             JAMEY_API_RATE_LIMIT_BURST='4000',
+            # Every client and attacker comes from 127.0.0.1, and every
+            # attacker's connection is to stay open until its own deadline.
+            JAMEY_TLS_CONNECTION_LIMIT='256',
+            JAMEY_TLS_CONNECTIONS_PER_PEER='256',
             JAMEY_LOG_LEVEL='warning',
         )
         _, proc = start_until_ready([str(BIN / 'jameyd')], env, root)
@@ -254,7 +318,13 @@ def run(args: argparse.Namespace, sock: Path, port: int, cert: Path, pid: int) -
     print(f'{args.clients} clients, {args.seconds:.0f} s each:'
           ' 40% evaluate, 30% store, 30% search')  # fmt: skip
     print('over TLS, with a token')
-    load(tls, bearer, args.clients, args.seconds, pid)
+    quiet_rate, quiet_p99 = load(tls, bearer, args.clients, args.seconds, pid)
+    print('over TLS, with 64 silent and 32 slow connections held open by strangers')
+    with Attackers(port, context, silent=64, slow=32, every_s=5.0) as attack:
+        rate, p99 = load(tls, bearer, args.clients, args.seconds, pid)
+    print(f'  attacked / quiet: throughput {rate / quiet_rate:.2f}x,'
+          f' p99 {p99 / quiet_p99:.2f}x (target <= 2x);'
+          f' the server closed {attack.reopened} attacking connections')  # fmt: skip
     print('over the Unix socket')
     load(unix, {}, args.clients, args.seconds, pid)
     detailed = serial(tls, '/health/detailed', bearer, 2000)

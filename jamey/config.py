@@ -201,7 +201,34 @@ class TlsSettings:
     )
     threads: int = setting(4, 'TLS worker threads', minimum=1, maximum=64)
     connection_limit: int = setting(
-        64, 'Open TLS connections before new ones wait', minimum=1, maximum=10_000
+        64,
+        'Open TLS connections; beyond, a new one replaces the oldest not in use',
+        minimum=1,
+        maximum=10_000,
+    )
+    connections_per_peer: int = setting(
+        16,
+        'Open TLS connections from one address; beyond, its oldest not in use closes',
+        minimum=1,
+        maximum=10_000,
+    )
+    handshake_timeout_s: float = setting(
+        5.0,
+        'Seconds a client has to complete the TLS handshake',
+        minimum=0.1,
+        maximum=60,
+    )
+    read_timeout_s: float = setting(
+        10.0,
+        'Seconds a request has to arrive in full (head and body) from its first byte',
+        minimum=0.1,
+        maximum=600,
+    )
+    idle_timeout_s: float = setting(
+        60.0,
+        'Seconds a kept-alive TLS connection may wait for its next request',
+        minimum=1,
+        maximum=3600,
     )
 
 

@@ -275,7 +275,7 @@ class Daemon:
             api.max_header_bytes,
         )
         if self.settings.tls.listen:
-            # cheroot and ssl load only where a TLS listener is configured.
+            # ssl loads only where a TLS listener is configured.
             from jamey.daemon.tls import TlsListener  # noqa: PLC0415
 
             self._tls = TlsListener(

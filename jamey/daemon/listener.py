@@ -29,6 +29,8 @@ from jamey.api.access import UNIX
 from jamey.api.problems import PROBLEM_JSON
 from jamey.api.problems import problem_body
 
+log = logging.getLogger('jamey.daemon')
+
 
 class ListenerError(Exception):
     """The socket cannot be served (in use, or its directory is unusable)."""
@@ -49,7 +51,7 @@ class _ProblemErrorTask(ErrorTask):
         self.write(body)
 
 
-class _StampedParser(HTTPRequestParser):
+class StampedParser(HTTPRequestParser):
     """Notes when a request's first bytes arrived, for the request deadline."""
 
     def __init__(self, adj: Any) -> None:
@@ -57,20 +59,31 @@ class _StampedParser(HTTPRequestParser):
         self.arrived = time.perf_counter()
 
 
-class _UnixTask(WSGITask):
+class ListenerTask(WSGITask):
     """Tells the app which listener a request came in on, and since when."""
+
+    listener = UNIX
 
     def get_environment(self) -> dict[str, Any]:
         environ: dict[str, Any] = super().get_environment()
-        environ[LISTENER_KEY] = UNIX
-        environ[ARRIVED_KEY] = typing.cast(_StampedParser, self.request).arrived
+        environ[LISTENER_KEY] = self.listener
+        environ[ARRIVED_KEY] = typing.cast(StampedParser, self.request).arrived
         return environ
 
 
-class _ProblemChannel(HTTPChannel):
-    parser_class = _StampedParser
-    task_class = _UnixTask
+class ProblemChannel(HTTPChannel):
+    """A waitress connection whose requests are stamped, tagged and problem+json."""
+
+    parser_class = StampedParser
+    task_class = ListenerTask
     error_task_class = _ProblemErrorTask
+
+    def handle_error(self) -> None:
+        # NOTE: waitress's own handler logs a compact traceback (file paths
+        # and values) as the message; here the class is logged, the trace
+        # only at debug level, as for every other log line.
+        log.error('http.connection_failed', exc_info=True)
+        self.handle_close()
 
 
 class _Wakeup(wasyncore.dispatcher):
@@ -155,7 +168,7 @@ class UnixListener:
         # One listener gives one server, never waitress's multi-socket wrapper.
         assert isinstance(server, BaseWSGIServer)
         self.server = server
-        self.server.channel_class = _ProblemChannel
+        self.server.channel_class = ProblemChannel
         self._accepting = True
         reader, self._wakeup_writer = socket.socketpair()
         reader.setblocking(False)
