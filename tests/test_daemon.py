@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from conftest import Jameyd
 
+ROOT = Path(__file__).resolve().parent.parent
 HUGE_DISK_MB = 10_000_000  # 10 TB free: no test machine has it
 SLOW_HEAD = b'GET /health HTTP/1.1\r\nHost: jamey\r\nContent-Length: 10\r\n\r\n'
 
@@ -352,6 +353,29 @@ def test_systemd_directories_are_the_defaults(make_jameyd: Any, sdir: Path) -> N
     assert (state / 'jamey.db').exists()
     assert daemon.get('/health')[0] == 200
     assert any(line['level'] == 'debug' for line in daemon.log_lines())
+
+
+def test_the_shipped_file_under_systemd_uses_the_units_directories(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    """As the unit starts it: --config the shipped file, the working directory
+    holding var/lib and var/run (as / does), the directories from systemd."""
+    state, runtime = sdir / 'sd-state', sdir / 'sd-run'
+    for path in (state, runtime, sdir / 'var' / 'lib', sdir / 'var' / 'run'):
+        path.mkdir(mode=0o700, parents=True)
+    daemon = make_jameyd(
+        env={'STATE_DIRECTORY': str(state), 'RUNTIME_DIRECTORY': str(runtime)},
+        args=['--config', str(ROOT / 'etc' / 'jamey.toml')],
+    )
+    del daemon.env['JAMEY_STORAGE_STATE_DIR']
+    del daemon.env['JAMEY_API_SOCKET']
+    daemon.socket = runtime / 'jamey.sock'
+    daemon.start()
+    assert (state / 'jamey.db').is_file()
+    assert daemon.socket.is_socket()
+    assert daemon.get('/health')[0] == 200
+    assert list((sdir / 'var' / 'lib').iterdir()) == []
+    assert list((sdir / 'var' / 'run').iterdir()) == []
 
 
 def test_pid_in_lock_file_is_the_daemon(jameyd: Jameyd) -> None:
