@@ -32,6 +32,11 @@ LEVELS = {
 }
 
 
+def _tracing() -> bool:
+    """Stack traces are written only while the configured level is debug."""
+    return logging.getLogger().getEffectiveLevel() <= logging.DEBUG
+
+
 def _fields(record: logging.LogRecord) -> dict[str, object]:
     fields: dict[str, object] = {
         k: v for k, v in vars(record).items() if k not in _STANDARD
@@ -48,8 +53,9 @@ class JsonFormatter(logging.Formatter):
     """Lines for the journal and log shippers.
 
     Stack traces are kept out of the line on purpose (they leak paths and
-    values); the exception's class name is kept, and debug level logs the
-    trace as a separate field.
+    values); the exception's class name is kept, and while the configured
+    level is debug, any line with an exception has its trace as a separate
+    field.
     """
 
     def format(self, record: logging.LogRecord) -> str:
@@ -60,20 +66,23 @@ class JsonFormatter(logging.Formatter):
             'logger': record.name,
         }
         line.update(_fields(record))
-        if record.exc_info and record.levelno <= logging.DEBUG:
+        if record.exc_info and _tracing():
             line['trace'] = self.formatException(record.exc_info)
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
 class TextFormatter(logging.Formatter):
-    """Lines for a person at a terminal."""
+    """Lines for a person at a terminal (at debug level, traces below them)."""
 
     def format(self, record: logging.LogRecord) -> str:
         fields = ' '.join(f'{k}={v}' for k, v in _fields(record).items())
-        return (
+        text = (
             f'{iso_utc(record.created)} {record.levelname.lower():7} '
             f'{record.getMessage()} {fields}'
         ).rstrip()
+        if record.exc_info and _tracing():
+            text += '\n' + self.formatException(record.exc_info)
+        return text
 
 
 def configure(level: str, fmt: str, stream: IO[str] | None = None) -> None:

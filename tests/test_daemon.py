@@ -378,6 +378,32 @@ def test_the_shipped_file_under_systemd_uses_the_units_directories(
     assert list((sdir / 'var' / 'run').iterdir()) == []
 
 
+@pytest.mark.parametrize('level', ['info', 'debug'])
+def test_a_crash_at_start_says_why(make_jameyd: Any, sdir: Path, level: str) -> None:
+    """An unexpected error (a state directory under a regular file): the line
+    names the error; only at debug level does it carry the trace."""
+    blocker = sdir / 'a-file'
+    blocker.write_text('')
+    daemon = make_jameyd(
+        env={
+            'JAMEY_STORAGE_STATE_DIR': str(blocker / 'state'),
+            'JAMEY_LOG_LEVEL': level,
+        }
+    )
+    daemon.start(wait_ready=False)
+    assert daemon.wait() == 70
+    [crash] = _events(daemon, 'daemon.crashed')
+    assert crash['level'] == 'error'
+    assert crash['exception'] == 'NotADirectoryError'
+    assert crash['error'] == f"[Errno 20] Not a directory: '{blocker / 'state'}'"
+    if level == 'debug':
+        assert crash['trace'].startswith('Traceback (most recent call last):')
+        assert 'NotADirectoryError' in crash['trace']
+    else:
+        assert 'trace' not in crash
+        assert 'Traceback' not in daemon.log_text()
+
+
 def test_pid_in_lock_file_is_the_daemon(jameyd: Jameyd) -> None:
     assert jameyd.proc is not None
     assert (jameyd.state_dir / 'jamey.lock').read_text().strip() == str(jameyd.proc.pid)

@@ -47,13 +47,28 @@ def test_exceptions_keep_their_class_not_their_trace(stream: io.StringIO) -> Non
     assert 'trace' not in line
 
 
-def test_debug_level_adds_the_trace(stream: io.StringIO) -> None:
-    logs.configure('debug', 'json', stream)
+@pytest.mark.parametrize('fmt', ['json', 'text'])
+def test_debug_level_adds_the_trace_to_any_exception(
+    stream: io.StringIO, fmt: str
+) -> None:
+    logs.configure('debug', fmt, stream)
     try:
         raise ValueError('boom')
     except ValueError:
-        logging.getLogger('jamey.test').debug('it.broke', exc_info=True)
-    assert 'Traceback' in json.loads(stream.getvalue())['trace']
+        logging.getLogger('jamey.test').exception('it.broke')
+    text = stream.getvalue()
+    assert 'Traceback' in text
+    assert 'ValueError: boom' in text
+    if fmt == 'json':
+        line = json.loads(text)
+        assert (line['level'], line['exception']) == ('error', 'ValueError')
+        assert line['trace'].startswith('Traceback')
+    logs.set_level('info')
+    try:
+        raise ValueError('boom')
+    except ValueError:
+        logging.getLogger('jamey.test').exception('it.broke.again')
+    assert 'Traceback' not in stream.getvalue().split('it.broke.again')[1]
 
 
 def test_text_format_and_auto(stream: io.StringIO) -> None:

@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # a secret file, read at start
         log.error('daemon.start_failed', extra={'error': str(exc)})
         return EX_CONFIG
-    except Exception:
-        log.exception('daemon.crashed')
+    except Exception as exc:
+        log.exception('daemon.crashed', extra={'error': str(exc)})
         return EX_SOFTWARE
     finally:
         daemon.close()
