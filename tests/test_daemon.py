@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import os
+import re
 import signal
 import socket
 import statistics
@@ -402,6 +404,64 @@ def test_a_crash_at_start_says_why(make_jameyd: Any, sdir: Path, level: str) -> 
     else:
         assert 'trace' not in crash
         assert 'Traceback' not in daemon.log_text()
+
+
+def _dev_ino(info: os.stat_result) -> str:
+    """A file as $JOURNAL_STREAM names it."""
+    return f'{info.st_dev}:{info.st_ino}'
+
+
+def _stderr_lines(read_end: int) -> list[str]:
+    with os.fdopen(read_end) as stderr:
+        return stderr.read().splitlines()
+
+
+@pytest.mark.parametrize('journal', [True, False])
+def test_on_the_journal_lines_carry_their_priority(
+    make_jameyd: Any, sdir: Path, journal: bool
+) -> None:
+    """$JOURNAL_STREAM names stderr: each line starts <N>; names another
+    file (stderr redirected by hand): plain JSON lines."""
+    conf = sdir / 'jamey.toml'
+    conf.write_text('')
+    read_end, write_end = os.pipe()
+    stream = _dev_ino(os.fstat(write_end) if journal else conf.stat())
+    daemon = make_jameyd(env={'JAMEY_CONFIG': str(conf), 'JOURNAL_STREAM': stream})
+    daemon.start(stderr=write_end)
+    os.close(write_end)
+    conf.write_text('[api]\nthreads = 0\n')
+    daemon.reload()
+    daemon.stop()
+    lines = _stderr_lines(read_end)
+    prefix = re.compile(r'<[0-7]>' if journal else '')
+    events: dict[str, str] = {}
+    for line in lines:
+        found = prefix.match(line)
+        assert found is not None, line
+        events[json.loads(line[found.end() :])['event']] = found.group()
+    assert {'daemon.ready', 'config.reload_failed', 'daemon.stopped'} <= events.keys()
+    if journal:
+        assert events['daemon.ready'] == events['daemon.stopped'] == '<6>'
+        assert events['config.reload_failed'] == '<3>'
+    else:
+        assert set(events.values()) == {''}
+
+
+def test_a_configuration_error_on_the_journal_is_an_error(make_jameyd: Any) -> None:
+    read_end, write_end = os.pipe()
+    daemon = make_jameyd(
+        env={
+            'JAMEY_API_THREADS': 'many',
+            'JOURNAL_STREAM': _dev_ino(os.fstat(write_end)),
+        }
+    )
+    daemon.start(wait_ready=False, stderr=write_end)
+    os.close(write_end)
+    assert daemon.wait() == 78
+    lines = _stderr_lines(read_end)
+    assert lines[0] == '<3>jameyd: configuration error:'
+    assert len(lines) > 1
+    assert all(line.startswith('<3>') for line in lines)
 
 
 def test_pid_in_lock_file_is_the_daemon(jameyd: Jameyd) -> None:
