@@ -32,16 +32,21 @@ from jamey.cli.output import emit
 from jamey.cli.output import refused
 from jamey.errors import ConfigError
 
-DEV_SOCKET = Path('var/run/jamey.sock')
+# jameyd's embedded default, where it listens in a development tree.
+DEV_SOCKET = config.ApiSettings().socket
 SYSTEM_SOCKET = Path('/run/jamey/jamey.sock')
 
 
 def default_socket(environ: Mapping[str, str]) -> Path:
-    """JAMEY_SOCKET, JAMEY_API_SOCKET, a development tree's (./var/run), systemd's."""
+    """JAMEY_SOCKET, JAMEY_API_SOCKET, a development tree's, systemd's.
+
+    The development socket (./var/run/jamey.sock) counts only when it is
+    there: run from /, ./var/run is the system's own directory.
+    """
     for name in ('JAMEY_SOCKET', 'JAMEY_API_SOCKET'):
         if environ.get(name):
             return Path(environ[name])
-    return DEV_SOCKET if DEV_SOCKET.parent.is_dir() else SYSTEM_SOCKET
+    return DEV_SOCKET if DEV_SOCKET.is_socket() else SYSTEM_SOCKET
 
 
 def _duration(seconds: float) -> str:
@@ -132,8 +137,8 @@ def _parser() -> argparse.ArgumentParser:
         '--socket',
         type=Path,
         metavar='PATH',
-        help='socket of jameyd (default: $JAMEY_SOCKET, then'
-        f' ./{DEV_SOCKET} in a development tree, then {SYSTEM_SOCKET})',
+        help='socket of jameyd (default: $JAMEY_SOCKET, then $JAMEY_API_SOCKET,'
+        f' then ./{DEV_SOCKET} if that socket exists, then {SYSTEM_SOCKET})',
     )
     parser.add_argument('--json', action='store_true', help='output for scripts')
     parser.add_argument('--timeout', type=float, default=10.0, metavar='SECONDS')
