@@ -8,6 +8,7 @@ import pytest
 
 from jamey import config
 from jamey.errors import ConfigError
+from jamey.errors import CredentialUnavailableError
 from jamey.errors import SecretError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -301,6 +302,25 @@ def test_secrets_from_systemd_credentials(tmp_path: Path) -> None:
     assert config.read_secret('mqtt-password', environ) == b's3cret'
     with pytest.raises(SecretError, match='cannot open secret file'):
         config.read_secret('absent', environ)
+
+
+def test_a_credential_name_where_there_are_no_credentials(tmp_path: Path) -> None:
+    """Outside the service (no $CREDENTIALS_DIRECTORY) the message says so,
+    and which variable names the file instead."""
+    with pytest.raises(CredentialUnavailableError) as caught:
+        config.read_secret('mqtt-password', {}, 'mqtt.password_file')
+    message = str(caught.value)
+    assert message.startswith(
+        "mqtt.password_file = 'mqtt-password' names a systemd credential, but"
+        ' $CREDENTIALS_DIRECTORY is not set'
+    )
+    assert 'LoadCredential=mqtt-password:FILE' in message
+    assert message.endswith('JAMEY_MQTT_PASSWORD_FILE=/etc/jamey/mqtt-password')
+    with pytest.raises(CredentialUnavailableError, match=r'name the file itself$'):
+        config.read_secret('mqtt-password', {})
+    with pytest.raises(SecretError, match='cannot open secret file') as path_error:
+        config.read_secret(tmp_path / 'absent', {}, 'mqtt.password_file')
+    assert not isinstance(path_error.value, CredentialUnavailableError)
 
 
 def test_secrets_refuse_symlinks_directories_and_missing_files(tmp_path: Path) -> None:
