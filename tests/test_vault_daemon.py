@@ -19,6 +19,7 @@ from conftest import run_cli
 from openapi_spec_validator import validate
 from test_soul_api import call
 
+from jamey import cli
 from jamey.vault import Vault
 from jamey.vault import keys
 from jamey.vault.keys import FileKey
@@ -534,3 +535,58 @@ def test_a_credential_recipient_key_and_the_private_key(
     assert '--private-key FILE' in blind.stderr
     seeing = run_cli(*verify, '--private-key', str(identity), env=cli_env, cwd=sdir)
     assert seeing.returncode == 0, seeing.stderr
+
+
+def test_offline_commands_find_the_installed_layout(
+    make_jameyd: Any,
+    sdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Run from / with nothing naming the files (no --config, no systemd
+    variables): the unit's configuration and state directories, as a layout
+    under a temporary root; a development tree keeps its own."""
+    etc, lib = sdir / 'etc' / 'jamey', sdir / 'var' / 'lib' / 'jamey'
+    creds = sdir / 'credentials'
+    for path in (etc, lib, creds):
+        path.mkdir(mode=0o700, parents=True)
+    keys.generate(creds / 'vault.key', recipient=False)
+    (etc / 'jamey.toml').write_text(
+        '[vault]\nkey_file = "vault.key"\ninterval_hours = 0.0\n'
+    )
+    daemon = make_jameyd(
+        env={
+            **FAST,
+            'CONFIGURATION_DIRECTORY': str(etc),
+            'STATE_DIRECTORY': str(lib),
+            'CREDENTIALS_DIRECTORY': str(creds),
+        }
+    )
+    del daemon.env['JAMEY_STORAGE_STATE_DIR']
+    daemon.start()
+    made = [call(daemon, 'POST', '/vault/backups')[1]['id'] for _ in range(2)]
+    daemon.stop()
+    for name in list(os.environ):
+        if name.startswith('JAMEY_') or name.endswith('_DIRECTORY'):
+            monkeypatch.delenv(name)
+    root = sdir / 'root'
+    (root / 'var' / 'lib').mkdir(parents=True)
+    (root / 'var' / 'run').mkdir()
+    monkeypatch.chdir(root)
+    layout = cli.Layout(config_dir=etc, state_dir=lib)
+
+    assert cli.main(['--json', 'vault', 'list'], layout) == 0
+    assert [b['id'] for b in json.loads(capsys.readouterr().out)['backups']] == made
+    assert cli.main(['vault', 'verify', made[1]], layout) == 78
+    assert 'JAMEY_VAULT_KEY_FILE=' in capsys.readouterr().err
+    monkeypatch.setenv('JAMEY_VAULT_KEY_FILE', str(creds / 'vault.key'))
+    assert cli.main(['vault', 'verify', made[1]], layout) == 0
+    assert '✅' in capsys.readouterr().out
+    assert cli.main(['--json', 'config', 'check'], layout) == 0
+    checked = json.loads(capsys.readouterr().out)
+    assert checked['file'] == str(etc / 'jamey.toml')
+    assert checked['settings']['storage']['state_dir'] == str(lib)
+
+    (root / 'var' / 'lib' / 'jamey.lock').write_text('')
+    assert cli.main(['vault', 'list'], layout) == 0
+    assert capsys.readouterr().out == '(no backups in var/lib/vault)\n'
