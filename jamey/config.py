@@ -22,6 +22,7 @@ from typing import Any
 from typing import NamedTuple
 
 from jamey.errors import ConfigError
+from jamey.errors import CredentialUnavailableError
 from jamey.errors import SecretError
 
 ENV_PREFIX = 'JAMEY_'
@@ -901,14 +902,19 @@ def secret_path(value: str | Path, environ: Mapping[str, str]) -> Path:
     return Path(value)
 
 
-def read_secret(value: str | Path, environ: Mapping[str, str]) -> bytes:
+def read_secret(
+    value: str | Path, environ: Mapping[str, str], setting: str = ''
+) -> bytes:
     """Read a secret from a file that nobody but its owner can read.
 
     A bare name (no '/') is a systemd credential in ``$CREDENTIALS_DIRECTORY``.
     Secrets never come from the config file or the environment themselves:
-    both end up in process listings, logs and backups.
+    both end up in process listings, logs and backups. ``setting`` (such as
+    ``vault.key_file``) is where ``value`` came from, for the messages.
 
     Raises:
+        CredentialUnavailableError: a credential name that opens nothing,
+            outside the service (the message says what to give instead).
         SecretError: the file is missing, not a regular file, or readable or
             writable by group or others (the message says how to fix it).
     """
@@ -916,6 +922,11 @@ def read_secret(value: str | Path, environ: Mapping[str, str]) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
+        credential = '/' not in str(value) and not environ.get('CREDENTIALS_DIRECTORY')
+        if credential and isinstance(exc, FileNotFoundError):
+            raise CredentialUnavailableError(
+                _outside_the_service(str(value), setting)
+            ) from None
         raise SecretError(f'cannot open secret file {path}: {exc.strerror}') from None
     try:
         info = os.fstat(fd)
@@ -931,3 +942,17 @@ def read_secret(value: str | Path, environ: Mapping[str, str]) -> bytes:
             return f.read()
     finally:
         os.close(fd)
+
+
+def _outside_the_service(name: str, setting: str) -> str:
+    """Why a credential name opens nothing here, and what to give instead."""
+    what = f'{setting} = {name!r}' if setting else repr(name)
+    message = (
+        f'{what} names a systemd credential, but $CREDENTIALS_DIRECTORY is not'
+        ' set: credentials exist only inside a service whose unit loads them'
+        f' (LoadCredential={name}:FILE); outside it, name the file itself'
+    )
+    if setting:
+        section, _, key = setting.partition('.')
+        message += f', e.g. {keys()[section][key].env}=/etc/jamey/{name}'
+    return message

@@ -17,6 +17,13 @@ class SecretError(ConfigError):
     """A secret file is missing, unreadable or readable by others."""
 
 
+class CredentialUnavailableError(SecretError):
+    """A secret names a systemd credential where there are none: credentials
+    exist only inside the service (``$CREDENTIALS_DIRECTORY``)."""
+
+    code = 'credential_unavailable'
+
+
 class StorageError(JameyError):
     """The database cannot be opened or used."""
 

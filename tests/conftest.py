@@ -154,7 +154,9 @@ class Jameyd:
         self.args = args or []
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, wait_ready: bool = True) -> 'Jameyd':
+    def start(self, wait_ready: bool = True, stderr: int | None = None) -> 'Jameyd':
+        """Run it; its output goes to the log file, or stderr to ``stderr``
+        (a file descriptor) when given."""
         with self.log_path.open('ab') as log:
             self.proc = subprocess.Popen(
                 [str(BIN / 'jameyd'), *self.args],
@@ -162,7 +164,7 @@ class Jameyd:
                 cwd=self.root,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
-                stderr=log,
+                stderr=log if stderr is None else stderr,
             )
         if wait_ready:
             assert self.notify is not None

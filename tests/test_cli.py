@@ -67,6 +67,27 @@ def test_development_tree_socket_is_the_default(jameyd: Jameyd, sdir: Path) -> N
     assert result.returncode == 0, result.stderr
 
 
+def test_outside_a_development_tree_the_system_socket(sdir: Path) -> None:
+    """Run from / (as a unit or cron job is), ./var/run is the system's own:
+    without a jamey.sock in it, the default is systemd's socket."""
+    (sdir / 'var' / 'run').mkdir(parents=True)
+    result = run_cli('status', cwd=sdir)
+    assert result.returncode == 69
+    assert 'cannot reach jameyd at /run/jamey/jamey.sock:' in result.stderr
+
+
+def test_a_development_socket_without_a_daemon_is_the_one_tried(sdir: Path) -> None:
+    import socket
+
+    (sdir / 'var' / 'run').mkdir(parents=True)
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(str(sdir / 'var' / 'run' / 'jamey.sock'))
+    dead.close()
+    result = run_cli('status', cwd=sdir)
+    assert result.returncode == 69
+    assert 'at var/run/jamey.sock: connection refused' in result.stderr
+
+
 def test_usage_errors_exit_2() -> None:
     assert run_cli().returncode == 2
     assert run_cli('frobnicate').returncode == 2

@@ -8,6 +8,7 @@ import pytest
 
 from jamey import config
 from jamey.errors import ConfigError
+from jamey.errors import CredentialUnavailableError
 from jamey.errors import SecretError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,23 +186,81 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
         config.load(tmp_path / 'absent.toml', {})
 
 
+def _commented_settings(text: str) -> dict[str, dict[str, object]]:
+    """The ``# key = value`` lines of a TOML text, by section, parsed."""
+    found: dict[str, dict[str, object]] = {}
+    section = ''
+    for line in text.splitlines():
+        if line.startswith('['):
+            section = line.strip('[]')
+        elif re.match(r'# [a-z_]+ = ', line):
+            found.setdefault(section, {}).update(tomllib.loads(line[2:]))
+    return found
+
+
 def test_shipped_file_lists_every_setting_with_its_default() -> None:
+    """Every setting is there with its default; those systemd hands the unit
+    (its directories) only as a commented line, so they never override it."""
     shipped_text = (ROOT / 'etc' / 'jamey.toml').read_text()
     shipped = tomllib.loads(shipped_text)
+    commented = _commented_settings(shipped_text)
     declared = config.keys()
     assert list(shipped) == list(declared)
+    systemd_keys = []
     for section, keys in declared.items():
-        assert list(shipped[section]) == list(keys), section
+        listed = {**shipped[section], **commented.get(section, {})}
+        assert sorted(listed) == sorted(keys), section
         for name, key in keys.items():
             default = str(key.default) if isinstance(key.default, Path) else key.default
-            value = shipped[section][name]
+            value = listed[name]
             value = tuple(value) if isinstance(value, list) else value
             assert value == default, key.dotted
+            if key.option.systemd_dir:
+                systemd_keys.append(key.dotted)
+                assert name not in shipped[section], f'{key.dotted} must be a comment'
+            else:
+                assert name in shipped[section], f'{key.dotted} must be set'
+    assert systemd_keys == ['storage.state_dir', 'api.socket']
+    assert [f'{s}.{n}' for s, names in commented.items() for n in names] == (
+        systemd_keys
+    )
     lines = shipped_text.splitlines()
     for index, line in enumerate(lines):
-        if '=' in line and not line.startswith('#'):
+        if re.match(r'# [a-z_]+ = ', line):
+            above = ' '.join(lines[index - 3 : index])
+            assert 'Under systemd' in above, f'no word on systemd above {line}'
+            assert 'overrides that' in above, f'no word on overriding above {line}'
+        elif '=' in line and not line.startswith('#'):
             assert lines[index - 1].startswith('# '), f'no comment above {line}'
     assert config.load(ROOT / 'etc' / 'jamey.toml', {}) == config.load(None, {})
+
+
+def test_under_systemd_the_shipped_file_keeps_the_units_directories(
+    tmp_path: Path,
+) -> None:
+    """Embedded defaults, systemd's directories, the file, then JAMEY_*."""
+    conf = tmp_path / 'etc-jamey'
+    conf.mkdir()
+    (conf / 'jamey.toml').write_text((ROOT / 'etc' / 'jamey.toml').read_text())
+    unit = {
+        'STATE_DIRECTORY': '/var/lib/jamey',
+        'RUNTIME_DIRECTORY': '/run/jamey',
+        'CONFIGURATION_DIRECTORY': str(conf),
+    }
+    path = config.config_path(None, unit)
+    assert path == conf / 'jamey.toml'
+    settings = config.load(path, unit)
+    assert settings.storage.state_dir == Path('/var/lib/jamey')
+    assert settings.api.socket == Path('/run/jamey/jamey.sock')
+    explicit = load_text(tmp_path, '[storage]\nstate_dir = "/srv/jamey"\n', unit)
+    assert explicit.storage.state_dir == Path('/srv/jamey')
+    assert explicit.api.socket == Path('/run/jamey/jamey.sock')
+    env = load_text(
+        tmp_path,
+        '[storage]\nstate_dir = "/srv/jamey"\n',
+        {**unit, 'JAMEY_STORAGE_STATE_DIR': '/data/jamey'},
+    )
+    assert env.storage.state_dir == Path('/data/jamey')
 
 
 def test_merge_live_applies_only_live_keys() -> None:
@@ -243,6 +302,25 @@ def test_secrets_from_systemd_credentials(tmp_path: Path) -> None:
     assert config.read_secret('mqtt-password', environ) == b's3cret'
     with pytest.raises(SecretError, match='cannot open secret file'):
         config.read_secret('absent', environ)
+
+
+def test_a_credential_name_where_there_are_no_credentials(tmp_path: Path) -> None:
+    """Outside the service (no $CREDENTIALS_DIRECTORY) the message says so,
+    and which variable names the file instead."""
+    with pytest.raises(CredentialUnavailableError) as caught:
+        config.read_secret('mqtt-password', {}, 'mqtt.password_file')
+    message = str(caught.value)
+    assert message.startswith(
+        "mqtt.password_file = 'mqtt-password' names a systemd credential, but"
+        ' $CREDENTIALS_DIRECTORY is not set'
+    )
+    assert 'LoadCredential=mqtt-password:FILE' in message
+    assert message.endswith('JAMEY_MQTT_PASSWORD_FILE=/etc/jamey/mqtt-password')
+    with pytest.raises(CredentialUnavailableError, match=r'name the file itself$'):
+        config.read_secret('mqtt-password', {})
+    with pytest.raises(SecretError, match='cannot open secret file') as path_error:
+        config.read_secret(tmp_path / 'absent', {}, 'mqtt.password_file')
+    assert not isinstance(path_error.value, CredentialUnavailableError)
 
 
 def test_secrets_refuse_symlinks_directories_and_missing_files(tmp_path: Path) -> None:

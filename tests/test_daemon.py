@@ -2,6 +2,8 @@
 
 import itertools
 import json
+import os
+import re
 import signal
 import socket
 import statistics
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import Jameyd
 
+ROOT = Path(__file__).resolve().parent.parent
 HUGE_DISK_MB = 10_000_000  # 10 TB free: no test machine has it
 SLOW_HEAD = b'GET /health HTTP/1.1\r\nHost: jamey\r\nContent-Length: 10\r\n\r\n'
 
@@ -352,6 +355,113 @@ def test_systemd_directories_are_the_defaults(make_jameyd: Any, sdir: Path) -> N
     assert (state / 'jamey.db').exists()
     assert daemon.get('/health')[0] == 200
     assert any(line['level'] == 'debug' for line in daemon.log_lines())
+
+
+def test_the_shipped_file_under_systemd_uses_the_units_directories(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    """As the unit starts it: --config the shipped file, the working directory
+    holding var/lib and var/run (as / does), the directories from systemd."""
+    state, runtime = sdir / 'sd-state', sdir / 'sd-run'
+    for path in (state, runtime, sdir / 'var' / 'lib', sdir / 'var' / 'run'):
+        path.mkdir(mode=0o700, parents=True)
+    daemon = make_jameyd(
+        env={'STATE_DIRECTORY': str(state), 'RUNTIME_DIRECTORY': str(runtime)},
+        args=['--config', str(ROOT / 'etc' / 'jamey.toml')],
+    )
+    del daemon.env['JAMEY_STORAGE_STATE_DIR']
+    del daemon.env['JAMEY_API_SOCKET']
+    daemon.socket = runtime / 'jamey.sock'
+    daemon.start()
+    assert (state / 'jamey.db').is_file()
+    assert daemon.socket.is_socket()
+    assert daemon.get('/health')[0] == 200
+    assert list((sdir / 'var' / 'lib').iterdir()) == []
+    assert list((sdir / 'var' / 'run').iterdir()) == []
+
+
+@pytest.mark.parametrize('level', ['info', 'debug'])
+def test_a_crash_at_start_says_why(make_jameyd: Any, sdir: Path, level: str) -> None:
+    """An unexpected error (a state directory under a regular file): the line
+    names the error; only at debug level does it carry the trace."""
+    blocker = sdir / 'a-file'
+    blocker.write_text('')
+    daemon = make_jameyd(
+        env={
+            'JAMEY_STORAGE_STATE_DIR': str(blocker / 'state'),
+            'JAMEY_LOG_LEVEL': level,
+        }
+    )
+    daemon.start(wait_ready=False)
+    assert daemon.wait() == 70
+    [crash] = _events(daemon, 'daemon.crashed')
+    assert crash['level'] == 'error'
+    assert crash['exception'] == 'NotADirectoryError'
+    assert crash['error'] == f"[Errno 20] Not a directory: '{blocker / 'state'}'"
+    if level == 'debug':
+        assert crash['trace'].startswith('Traceback (most recent call last):')
+        assert 'NotADirectoryError' in crash['trace']
+    else:
+        assert 'trace' not in crash
+        assert 'Traceback' not in daemon.log_text()
+
+
+def _dev_ino(info: os.stat_result) -> str:
+    """A file as $JOURNAL_STREAM names it."""
+    return f'{info.st_dev}:{info.st_ino}'
+
+
+def _stderr_lines(read_end: int) -> list[str]:
+    with os.fdopen(read_end) as stderr:
+        return stderr.read().splitlines()
+
+
+@pytest.mark.parametrize('journal', [True, False])
+def test_on_the_journal_lines_carry_their_priority(
+    make_jameyd: Any, sdir: Path, journal: bool
+) -> None:
+    """$JOURNAL_STREAM names stderr: each line starts <N>; names another
+    file (stderr redirected by hand): plain JSON lines."""
+    conf = sdir / 'jamey.toml'
+    conf.write_text('')
+    read_end, write_end = os.pipe()
+    stream = _dev_ino(os.fstat(write_end) if journal else conf.stat())
+    daemon = make_jameyd(env={'JAMEY_CONFIG': str(conf), 'JOURNAL_STREAM': stream})
+    daemon.start(stderr=write_end)
+    os.close(write_end)
+    conf.write_text('[api]\nthreads = 0\n')
+    daemon.reload()
+    daemon.stop()
+    lines = _stderr_lines(read_end)
+    prefix = re.compile(r'<[0-7]>' if journal else '')
+    events: dict[str, str] = {}
+    for line in lines:
+        found = prefix.match(line)
+        assert found is not None, line
+        events[json.loads(line[found.end() :])['event']] = found.group()
+    assert {'daemon.ready', 'config.reload_failed', 'daemon.stopped'} <= events.keys()
+    if journal:
+        assert events['daemon.ready'] == events['daemon.stopped'] == '<6>'
+        assert events['config.reload_failed'] == '<3>'
+    else:
+        assert set(events.values()) == {''}
+
+
+def test_a_configuration_error_on_the_journal_is_an_error(make_jameyd: Any) -> None:
+    read_end, write_end = os.pipe()
+    daemon = make_jameyd(
+        env={
+            'JAMEY_API_THREADS': 'many',
+            'JOURNAL_STREAM': _dev_ino(os.fstat(write_end)),
+        }
+    )
+    daemon.start(wait_ready=False, stderr=write_end)
+    os.close(write_end)
+    assert daemon.wait() == 78
+    lines = _stderr_lines(read_end)
+    assert lines[0] == '<3>jameyd: configuration error:'
+    assert len(lines) > 1
+    assert all(line.startswith('<3>') for line in lines)
 
 
 def test_pid_in_lock_file_is_the_daemon(jameyd: Jameyd) -> None:

@@ -3,7 +3,9 @@
 import io
 import json
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -47,13 +49,28 @@ def test_exceptions_keep_their_class_not_their_trace(stream: io.StringIO) -> Non
     assert 'trace' not in line
 
 
-def test_debug_level_adds_the_trace(stream: io.StringIO) -> None:
-    logs.configure('debug', 'json', stream)
+@pytest.mark.parametrize('fmt', ['json', 'text'])
+def test_debug_level_adds_the_trace_to_any_exception(
+    stream: io.StringIO, fmt: str
+) -> None:
+    logs.configure('debug', fmt, stream)
     try:
         raise ValueError('boom')
     except ValueError:
-        logging.getLogger('jamey.test').debug('it.broke', exc_info=True)
-    assert 'Traceback' in json.loads(stream.getvalue())['trace']
+        logging.getLogger('jamey.test').exception('it.broke')
+    text = stream.getvalue()
+    assert 'Traceback' in text
+    assert 'ValueError: boom' in text
+    if fmt == 'json':
+        line = json.loads(text)
+        assert (line['level'], line['exception']) == ('error', 'ValueError')
+        assert line['trace'].startswith('Traceback')
+    logs.set_level('info')
+    try:
+        raise ValueError('boom')
+    except ValueError:
+        logging.getLogger('jamey.test').exception('it.broke.again')
+    assert 'Traceback' not in stream.getvalue().split('it.broke.again')[1]
 
 
 def test_text_format_and_auto(stream: io.StringIO) -> None:
@@ -72,3 +89,42 @@ def test_set_level_changes_what_is_logged(stream: io.StringIO) -> None:
     logs.set_level('debug')
     logging.getLogger('x').debug('loud')
     assert [json.loads(x)['event'] for x in stream.getvalue().splitlines()] == ['loud']
+
+
+def _stat_of(path: Path) -> str:
+    info = os.stat(path)
+    return f'{info.st_dev}:{info.st_ino}'
+
+
+def test_on_the_journal_each_line_starts_with_its_priority(tmp_path: Path) -> None:
+    path = tmp_path / 'journal'
+    with path.open('w') as journal:
+        logs.configure('debug', 'json', journal, journal_stream=_stat_of(path))
+        log = logging.getLogger('jamey.test')
+        for level in ('debug', 'info', 'warning', 'error', 'critical'):
+            getattr(log, level)(f'at.{level}')
+        log.log(25, 'between.info.and.warning')
+    logging.getLogger().handlers.clear()
+    lines = path.read_text().splitlines()
+    assert [line[:3] for line in lines] == ['<7>', '<6>', '<4>', '<3>', '<2>', '<6>']
+    assert [json.loads(line[3:])['event'] for line in lines][:2] == [
+        'at.debug',
+        'at.info',
+    ]
+
+
+@pytest.mark.parametrize('journal_stream', [None, '', 'x:y', '1:2', 'other'])
+def test_elsewhere_no_priority_prefix(
+    tmp_path: Path, journal_stream: str | None
+) -> None:
+    path = tmp_path / 'log'
+    other = tmp_path / 'other'
+    other.write_text('')
+    if journal_stream == 'other':
+        journal_stream = _stat_of(other)
+    with path.open('w') as out:
+        logs.configure('info', 'json', out, journal_stream=journal_stream)
+        logging.getLogger('jamey.test').error('it.failed')
+    logging.getLogger().handlers.clear()
+    assert json.loads(path.read_text())['event'] == 'it.failed'
+    assert not logs.on_journal(io.StringIO(), _stat_of(path))

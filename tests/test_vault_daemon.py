@@ -19,6 +19,7 @@ from conftest import run_cli
 from openapi_spec_validator import validate
 from test_soul_api import call
 
+from jamey import cli
 from jamey.vault import Vault
 from jamey.vault import keys
 from jamey.vault.keys import FileKey
@@ -425,7 +426,11 @@ def test_cli(make_jameyd: Any, sdir: Path) -> None:
     not_a_key.write_text('hello\n')
     not_a_key.chmod(0o600)
     bad = run_cli(
-        '--json', 'vault', 'list', env={**env, 'JAMEY_VAULT_KEY_FILE': str(not_a_key)}
+        '--json',
+        'vault',
+        'verify',
+        backup_id,
+        env={**env, 'JAMEY_VAULT_KEY_FILE': str(not_a_key)},
     )
     assert (bad.returncode, json.loads(bad.stdout)['code']) == (
         78,
@@ -461,3 +466,127 @@ def test_cli_recipient_mode(make_jameyd: Any, sdir: Path) -> None:
         env=cli_env,
     )
     assert seeing.returncode == 0, seeing.stderr
+
+
+def test_a_credential_key_outside_the_service(make_jameyd: Any, sdir: Path) -> None:
+    """The key as a systemd credential: list and prune read only the headers
+    and need no key; verify, where there are no credentials, says what to
+    give instead."""
+    creds = sdir / 'credentials'
+    creds.mkdir(mode=0o700)
+    keys.generate(creds / 'vault.key', recipient=False)
+    conf = sdir / 'jamey.toml'
+    conf.write_text('[vault]\nkey_file = "vault.key"\ninterval_hours = 0.0\n')
+    daemon = make_jameyd(
+        env={**FAST, 'JAMEY_CONFIG': str(conf), 'CREDENTIALS_DIRECTORY': str(creds)}
+    ).start()
+    made = [call(daemon, 'POST', '/vault/backups')[1]['id'] for _ in range(2)]
+    daemon.stop()
+    offline = ('--config', str(conf))
+    env = {'JAMEY_STORAGE_STATE_DIR': str(daemon.state_dir)}
+    listed = run_cli('--json', 'vault', 'list', *offline, env=env, cwd=sdir)
+    assert listed.returncode == 0, listed.stderr
+    assert [b['id'] for b in json.loads(listed.stdout)['backups']] == made
+    verify = run_cli('vault', 'verify', made[1], *offline, env=env, cwd=sdir)
+    assert verify.returncode == 78
+    assert "vault.key_file = 'vault.key' names a systemd credential" in verify.stderr
+    assert 'credentials exist only inside a service' in verify.stderr
+    assert 'JAMEY_VAULT_KEY_FILE=/etc/jamey/vault.key' in verify.stderr
+    assert 'recipient mode, give --private-key FILE' in verify.stderr
+    coded = run_cli('--json', 'vault', 'verify', made[1], *offline, env=env, cwd=sdir)
+    assert json.loads(coded.stdout)['code'] == 'credential_unavailable'
+    with_file = {**env, 'JAMEY_VAULT_KEY_FILE': str(creds / 'vault.key')}
+    verified = run_cli('vault', 'verify', made[1], *offline, env=with_file, cwd=sdir)
+    assert verified.returncode == 0, verified.stderr
+    keep_one = {
+        **env,
+        'JAMEY_VAULT_KEEP_LAST': '1',
+        'JAMEY_VAULT_KEEP_DAILY': '0',
+        'JAMEY_VAULT_KEEP_WEEKLY': '0',
+    }
+    pruned = run_cli('--json', 'vault', 'prune', *offline, env=keep_one, cwd=sdir)
+    assert pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout) == {'removed': [made[0]]}
+
+
+def test_a_credential_recipient_key_and_the_private_key(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    """Recipient mode with the public key as a credential: outside the
+    service --private-key is all verify needs."""
+    creds = sdir / 'credentials'
+    creds.mkdir(mode=0o700)
+    identity = sdir / 'identity'
+    keys.generate(identity, recipient=True)
+    (sdir / 'identity.pub').rename(creds / 'vault.pub')
+    env = {
+        **FAST,
+        'JAMEY_VAULT_RECIPIENT_FILE': 'vault.pub',
+        'JAMEY_VAULT_INTERVAL_HOURS': '0',
+    }
+    daemon = make_jameyd(env={**env, 'CREDENTIALS_DIRECTORY': str(creds)}).start()
+    status, made = call(daemon, 'POST', '/vault/backups')
+    assert status == 201
+    daemon.stop()
+    cli_env = {**env, 'JAMEY_STORAGE_STATE_DIR': str(daemon.state_dir)}
+    verify = ('vault', 'verify', made['id'])
+    blind = run_cli(*verify, env=cli_env, cwd=sdir)
+    assert blind.returncode == 78
+    assert '--private-key FILE' in blind.stderr
+    seeing = run_cli(*verify, '--private-key', str(identity), env=cli_env, cwd=sdir)
+    assert seeing.returncode == 0, seeing.stderr
+
+
+def test_offline_commands_find_the_installed_layout(
+    make_jameyd: Any,
+    sdir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Run from / with nothing naming the files (no --config, no systemd
+    variables): the unit's configuration and state directories, as a layout
+    under a temporary root; a development tree keeps its own."""
+    etc, lib = sdir / 'etc' / 'jamey', sdir / 'var' / 'lib' / 'jamey'
+    creds = sdir / 'credentials'
+    for path in (etc, lib, creds):
+        path.mkdir(mode=0o700, parents=True)
+    keys.generate(creds / 'vault.key', recipient=False)
+    (etc / 'jamey.toml').write_text(
+        '[vault]\nkey_file = "vault.key"\ninterval_hours = 0.0\n'
+    )
+    daemon = make_jameyd(
+        env={
+            **FAST,
+            'CONFIGURATION_DIRECTORY': str(etc),
+            'STATE_DIRECTORY': str(lib),
+            'CREDENTIALS_DIRECTORY': str(creds),
+        }
+    )
+    del daemon.env['JAMEY_STORAGE_STATE_DIR']
+    daemon.start()
+    made = [call(daemon, 'POST', '/vault/backups')[1]['id'] for _ in range(2)]
+    daemon.stop()
+    for name in list(os.environ):
+        if name.startswith('JAMEY_') or name.endswith('_DIRECTORY'):
+            monkeypatch.delenv(name)
+    root = sdir / 'root'
+    (root / 'var' / 'lib').mkdir(parents=True)
+    (root / 'var' / 'run').mkdir()
+    monkeypatch.chdir(root)
+    layout = cli.Layout(config_dir=etc, state_dir=lib)
+
+    assert cli.main(['--json', 'vault', 'list'], layout) == 0
+    assert [b['id'] for b in json.loads(capsys.readouterr().out)['backups']] == made
+    assert cli.main(['vault', 'verify', made[1]], layout) == 78
+    assert 'JAMEY_VAULT_KEY_FILE=' in capsys.readouterr().err
+    monkeypatch.setenv('JAMEY_VAULT_KEY_FILE', str(creds / 'vault.key'))
+    assert cli.main(['vault', 'verify', made[1]], layout) == 0
+    assert '✅' in capsys.readouterr().out
+    assert cli.main(['--json', 'config', 'check'], layout) == 0
+    checked = json.loads(capsys.readouterr().out)
+    assert checked['file'] == str(etc / 'jamey.toml')
+    assert checked['settings']['storage']['state_dir'] == str(lib)
+
+    (root / 'var' / 'lib' / 'jamey.lock').write_text('')
+    assert cli.main(['vault', 'list'], layout) == 0
+    assert capsys.readouterr().out == '(no backups in var/lib/vault)\n'

@@ -3,6 +3,12 @@
 Exit codes are a contract for scripts: 0 ok, 1 refused or unhealthy (the
 daemon said no), 2 usage, 69 daemon unreachable, 78 invalid configuration
 (``config check``).
+
+Where nothing names jameyd's files, jameyctl finds them as a development
+tree has them (the working directory where jameyd ran on its embedded
+defaults) or else as the shipped unit puts them. A development tree is told
+only by jameyd's own files in it, never by its directories: run from /,
+./var/run and ./var/lib are the system's.
 """
 
 import argparse
@@ -13,6 +19,7 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from typing import NamedTuple
 
 from jamey import __version__
 from jamey import config
@@ -31,17 +38,53 @@ from jamey.cli.output import EX_UNAVAILABLE
 from jamey.cli.output import emit
 from jamey.cli.output import refused
 from jamey.errors import ConfigError
+from jamey.storage import LOCK_NAME
 
-DEV_SOCKET = Path('var/run/jamey.sock')
+# jameyd's embedded defaults: its socket and state in a development tree.
+DEV_SOCKET = config.ApiSettings().socket
+DEV_STATE_DIR = config.StorageSettings().state_dir
 SYSTEM_SOCKET = Path('/run/jamey/jamey.sock')
 
 
+class Layout(NamedTuple):
+    """Where the shipped unit has systemd put jameyd's files:
+    ConfigurationDirectory= and StateDirectory=, both ``jamey``."""
+
+    config_dir: Path = Path('/etc/jamey')
+    state_dir: Path = Path('/var/lib/jamey')
+
+
+INSTALLED = Layout()
+
+
+def offline_environ(environ: Mapping[str, str], layout: Layout) -> Mapping[str, str]:
+    """The environment offline commands read the settings with.
+
+    In a development tree (./var/lib holds jameyd's lock file) it is
+    ``environ``. Elsewhere, ``layout`` stands in for what systemd gives the
+    unit: ``$CONFIGURATION_DIRECTORY`` and ``$STATE_DIRECTORY``, each where
+    it is unset, so the settings are the installed jameyd's (``--config``,
+    ``$JAMEY_CONFIG``, the file and ``JAMEY_*`` still come first).
+    """
+    if (DEV_STATE_DIR / LOCK_NAME).is_file():
+        return environ
+    unit = {
+        'CONFIGURATION_DIRECTORY': str(layout.config_dir),
+        'STATE_DIRECTORY': str(layout.state_dir),
+    }
+    return {**environ, **{k: v for k, v in unit.items() if not environ.get(k)}}
+
+
 def default_socket(environ: Mapping[str, str]) -> Path:
-    """JAMEY_SOCKET, JAMEY_API_SOCKET, a development tree's (./var/run), systemd's."""
+    """JAMEY_SOCKET, JAMEY_API_SOCKET, a development tree's, systemd's.
+
+    The development socket (./var/run/jamey.sock) counts only when it is
+    there: run from /, ./var/run is the system's own directory.
+    """
     for name in ('JAMEY_SOCKET', 'JAMEY_API_SOCKET'):
         if environ.get(name):
             return Path(environ[name])
-    return DEV_SOCKET if DEV_SOCKET.parent.is_dir() else SYSTEM_SOCKET
+    return DEV_SOCKET if DEV_SOCKET.is_socket() else SYSTEM_SOCKET
 
 
 def _duration(seconds: float) -> str:
@@ -132,8 +175,8 @@ def _parser() -> argparse.ArgumentParser:
         '--socket',
         type=Path,
         metavar='PATH',
-        help='socket of jameyd (default: $JAMEY_SOCKET, then'
-        f' ./{DEV_SOCKET} in a development tree, then {SYSTEM_SOCKET})',
+        help='socket of jameyd (default: $JAMEY_SOCKET, then $JAMEY_API_SOCKET,'
+        f' then ./{DEV_SOCKET} if that socket exists, then {SYSTEM_SOCKET})',
     )
     parser.add_argument('--json', action='store_true', help='output for scripts')
     parser.add_argument('--timeout', type=float, default=10.0, metavar='SECONDS')
@@ -185,14 +228,15 @@ def _json_after_commands(parser: argparse.ArgumentParser) -> None:
                 _json_after_commands(sub)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, layout: Layout = INSTALLED) -> int:
+    """Run one command; ``layout`` is where an installed jameyd keeps its files."""
     args = _parser().parse_args(argv)
     environ = os.environ
     offline: Callable[[argparse.Namespace, Mapping[str, str]], int] | None = getattr(
         args, 'offline', None
     )
     if offline is not None:
-        return offline(args, environ)
+        return offline(args, offline_environ(environ, layout))
     client = Client(
         args.socket or default_socket(environ),
         timeout=args.timeout,

@@ -3,7 +3,8 @@
 ``list``, ``verify``, ``restore``, ``prune``, ``rekey`` and ``keygen`` read
 the same settings jameyd reads (``--config``, ``$JAMEY_CONFIG``, ...) and
 work on the files directly, so a device whose daemon is stopped (or whose
-database is lost) can still be restored.
+database is lost) can still be restored. ``list`` and ``prune`` read only
+the backups' headers and need no key.
 """
 
 import argparse
@@ -24,6 +25,7 @@ from jamey.cli.output import EX_USAGE
 from jamey.cli.output import answered
 from jamey.cli.output import emit
 from jamey.errors import ConfigError
+from jamey.errors import CredentialUnavailableError
 from jamey.errors import StateLockedError
 from jamey.errors import VaultError
 from jamey.memory import INDEX_DIR
@@ -72,17 +74,27 @@ def _fail(args: argparse.Namespace, error: object, code: str, status: int) -> in
     return status
 
 
-def offline(run: Callable[[argparse.Namespace, Context], int]) -> Offline:
-    """Load the settings as jameyd would, open the vault, run; map errors."""
+def offline(
+    run: Callable[[argparse.Namespace, Context], int], key: bool = True
+) -> Offline:
+    """Load the settings as jameyd would, open the vault, run; map errors.
+
+    ``key``: the command decrypts, so it reads the configured key, unless
+    ``--private-key`` gives the one to use (without ``key``, none is read).
+    """
 
     def wrapper(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         path = config.config_path(args.config, environ)
         try:
             settings = config.load(path, environ)
-            store = vault.open_vault(settings, environ, path)
+            read_key = key and args.private_key is None
+            store = vault.open_vault(settings, environ, path, read_key)
             return run(args, Context(environ, settings, store, path))
         except StateLockedError as exc:
             return _fail(args, f'{exc}: stop it first', 'daemon_running', EX_REFUSED)
+        except CredentialUnavailableError as exc:
+            hint = '; for backups made in recipient mode, give --private-key FILE'
+            return _fail(args, f'{exc}{hint}', exc.code, EX_CONFIG)
         except ConfigError as exc:  # a key file without a key is one too
             code = getattr(exc, 'code', 'invalid_configuration')
             return _fail(args, exc, code, EX_CONFIG)
@@ -99,7 +111,8 @@ def _private_key(
 ) -> Keyring | None:
     if args.private_key is None:
         return None
-    return vault.private_keyring(args.private_key, environ)
+    # A file named on the command line is a file, never a credential name.
+    return vault.private_keyring(args.private_key.absolute(), environ)
 
 
 def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
@@ -108,7 +121,9 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
         'backups': [b.as_dict() for b in backups],
         'unreadable': unreadable,
     }
-    lines = [backup_line(b.as_dict()) for b in backups] or ['(no backups)']
+    lines = [backup_line(b.as_dict()) for b in backups] or [
+        f'(no backups in {ctx.vault.directory})'
+    ]
     lines += [f'unreadable: {u}' for u in unreadable]
     emit(args, document, '\n'.join(lines))
     return EX_OK
@@ -164,13 +179,18 @@ def cmd_prune(args: argparse.Namespace, ctx: Context) -> int:
 
 def _new_keyring(args: argparse.Namespace, environ: Mapping[str, str]) -> Keyring:
     source = config.VaultSettings(
-        key_file=args.new_key_file or '',
-        passphrase_file=args.new_passphrase_file or '',
-        recipient_file=args.new_recipient_file or '',
+        key_file=_file(args.new_key_file),
+        passphrase_file=_file(args.new_passphrase_file),
+        recipient_file=_file(args.new_recipient_file),
     )
     ring = vault.keyring(source, environ)
     assert ring is not None  # argparse requires one of the three
     return ring
+
+
+def _file(value: Path | None) -> str:
+    """A file named on the command line, never a credential name ('' if none)."""
+    return str(value.absolute()) if value else ''
 
 
 def cmd_rekey(args: argparse.Namespace, ctx: Context) -> int:
@@ -226,9 +246,11 @@ def register(commands: Any) -> None:
     actions.add_parser('backup', help='back up now (through jameyd)').set_defaults(
         run=cmd_backup
     )
-    listing = actions.add_parser('list', help='the backups (offline)')
+    listing = actions.add_parser(
+        'list', help='the backups, from their headers (offline, no key needed)'
+    )
     _with_config(listing)
-    listing.set_defaults(offline=offline(cmd_list))
+    listing.set_defaults(offline=offline(cmd_list, key=False))
     verify = actions.add_parser('verify', help='decrypt and check a backup (offline)')
     verify.add_argument('id')
     _with_config(verify)
@@ -242,14 +264,16 @@ def register(commands: Any) -> None:
     _with_config(restore)
     _with_private_key(restore)
     restore.set_defaults(offline=offline(cmd_restore))
-    prune = actions.add_parser('prune', help='apply the retention rules (offline)')
+    prune = actions.add_parser(
+        'prune', help='apply the retention rules (offline, no key needed)'
+    )
     _with_config(prune)
-    prune.set_defaults(offline=offline(cmd_prune))
+    prune.set_defaults(offline=offline(cmd_prune, key=False))
     rekey = actions.add_parser('rekey', help='re-encrypt every backup to a new key')
     new = rekey.add_mutually_exclusive_group(required=True)
-    new.add_argument('--new-key-file', metavar='FILE')
-    new.add_argument('--new-passphrase-file', metavar='FILE')
-    new.add_argument('--new-recipient-file', metavar='FILE')
+    new.add_argument('--new-key-file', type=Path, metavar='FILE')
+    new.add_argument('--new-passphrase-file', type=Path, metavar='FILE')
+    new.add_argument('--new-recipient-file', type=Path, metavar='FILE')
     _with_config(rekey)
     _with_private_key(rekey)
     rekey.set_defaults(offline=offline(cmd_rekey))

@@ -53,6 +53,15 @@ def _absolute(settings: config.Settings) -> config.Settings:
     return dataclasses.replace(settings, storage=storage, api=api)
 
 
+def _early_error(message: str, journal_stream: str | None) -> None:
+    """An error before logging is set up: plain lines on stderr, each filed as
+    an error when stderr is the journal (``$JOURNAL_STREAM``)."""
+    on_journal = logs.on_journal(sys.stderr, journal_stream)
+    prefix = f'<{logs.priority(logging.ERROR)}>' if on_journal else ''
+    for line in f'jameyd: {message}'.splitlines():
+        print(prefix + line, file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     os.umask(0o077)
@@ -62,9 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = _absolute(config.load(config_file, environ))
     except ConfigError as exc:
-        print(f'jameyd: configuration error:\n{exc}', file=sys.stderr)
+        _early_error(f'configuration error:\n{exc}', environ.get('JOURNAL_STREAM'))
         return EX_CONFIG
-    logs.configure(settings.log.level, settings.log.format)
+    logs.configure(
+        settings.log.level,
+        settings.log.format,
+        journal_stream=environ.get('JOURNAL_STREAM'),
+    )
 
     from jamey.daemon.lifecycle import Daemon  # noqa: PLC0415 - after config is sane
     from jamey.daemon.listener import ListenerError  # noqa: PLC0415
@@ -82,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # a secret file, read at start
         log.error('daemon.start_failed', extra={'error': str(exc)})
         return EX_CONFIG
-    except Exception:
-        log.exception('daemon.crashed')
+    except Exception as exc:
+        log.exception('daemon.crashed', extra={'error': str(exc)})
         return EX_SOFTWARE
     finally:
         daemon.close()

@@ -29,17 +29,23 @@ def keyring(
     """The configured key source (None: none set), its secret read now.
 
     Raises:
-        SecretError: the file is missing or others can read it.
+        SecretError: the file is missing or others can read it (a
+            CredentialUnavailableError: a credential name, outside the
+            service).
         VaultConfigError: it does not hold a key.
     """
     if settings.key_file:
-        raw = config.read_secret(settings.key_file, environ)
+        raw = config.read_secret(settings.key_file, environ, 'vault.key_file')
         return FileKey(parse_key(raw, f'vault.key_file {settings.key_file}'))
     if settings.passphrase_file:
-        raw = config.read_secret(settings.passphrase_file, environ)
+        raw = config.read_secret(
+            settings.passphrase_file, environ, 'vault.passphrase_file'
+        )
         return Passphrase(_passphrase(raw, settings.passphrase_file))
     if settings.recipient_file:
-        raw = config.read_secret(settings.recipient_file, environ)
+        raw = config.read_secret(
+            settings.recipient_file, environ, 'vault.recipient_file'
+        )
         return Recipient(
             parse_key(raw, f'vault.recipient_file {settings.recipient_file}')
         )
@@ -72,12 +78,17 @@ def open_vault(
     settings: config.Settings,
     environ: Mapping[str, str],
     config_file: Path | None,
+    read_key: bool = True,
 ) -> Vault:
-    """The vault the settings describe (its key read from its secret file)."""
+    """The vault the settings describe, its key read from its secret file.
+
+    ``read_key=False`` leaves the key unread (and the vault without one):
+    listing and pruning read only the headers, which need no key.
+    """
     vault = settings.vault
     return Vault(
         vault_dir(settings),
-        keyring(vault, environ),
+        keyring(vault, environ) if read_key else None,
         vault.cipher,
         Policy(vault.keep_last, vault.keep_daily, vault.keep_weekly),
         tuple(Path(m) for m in vault.mirror_dirs),
