@@ -243,3 +243,43 @@ def test_every_line_is_json_when_strangers_misbehave(
     assert closed, lines
     # Thirty strangers, at most a line or two about them.
     assert len(closed) <= 2
+
+
+def _exchange(site: Site, raw: bytes) -> tuple[int, bytes]:
+    """Send ``raw`` on a new TLS connection; the status and body of the answer."""
+    conn = socket.create_connection(('127.0.0.1', site.tls.port), timeout=10)
+    with site.tls.context.wrap_socket(conn, server_hostname='localhost') as tls:
+        tls.sendall(raw)
+        reply = b''
+        while b'\r\n\r\n' not in reply or not reply.endswith(b'}'):
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, body = reply.partition(b'\r\n\r\n')
+    return int(head.split()[1]), body
+
+
+def test_chunked_bodies_and_repeated_credentials(sdir: Path, make_jameyd: Any) -> None:
+    site = start_site(sdir, make_jameyd)
+    token = site.jwt('write')
+    body = json.dumps({'action': 'I will help my neighbour'}).encode()
+    chunked = b'%x\r\n%s\r\n0\r\n\r\n' % (len(body), body)
+    status, answer = _exchange(
+        site,
+        b'POST /evaluate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n'
+        + f'Authorization: Bearer {token}\r\n'.encode()
+        + b'Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n'
+        + chunked,
+    )
+    assert status == 200, answer
+    assert json.loads(answer)['verdict'] == 'allow'
+    # Two credentials are none: neither the first nor the last one wins.
+    for first, last in ((token, 'forged'), ('forged', token)):
+        status, answer = _exchange(
+            site,
+            b'GET /rules HTTP/1.1\r\nHost: x\r\nConnection: close\r\n'
+            + f'Authorization: Bearer {first}\r\n'.encode()
+            + f'Authorization: Bearer {last}\r\n\r\n'.encode(),
+        )
+        assert status == 401, answer
