@@ -24,6 +24,14 @@ class CredentialUnavailableError(SecretError):
     code = 'credential_unavailable'
 
 
+class UnsafeDirectoryError(ConfigError):
+    """A directory the daemon keeps its files in could be changed by another
+    user (it belongs to one, or others may write in it): what the daemon
+    writes there could be read, swapped or redirected."""
+
+    code = 'unsafe_directory'
+
+
 class StorageError(JameyError):
     """The database cannot be opened or used."""
 
@@ -38,6 +46,10 @@ class StateLockedError(StorageError):
 
 class MemoryIndexError(JameyError):
     """The memory index cannot be opened or used; it can be rebuilt from SQLite."""
+
+
+class EncoderError(JameyError):
+    """The sentence encoder cannot be loaded (a missing or wrong model) or run."""
 
 
 class RuleError(JameyError):

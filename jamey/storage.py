@@ -22,6 +22,7 @@ import apsw
 from jamey.errors import MigrationError
 from jamey.errors import StateLockedError
 from jamey.errors import StorageError
+from jamey.errors import UnsafeDirectoryError
 
 log = logging.getLogger('jamey.storage')
 DATABASE_NAME = 'jamey.db'
@@ -58,10 +59,29 @@ def bundled_migrations() -> list[Migration]:
 
 
 def private_directory(path: Path) -> Path:
-    """Create (or tighten) a directory only its owner can enter."""
+    """Create (or tighten) a directory only its owner can enter.
+
+    The directory must belong to the user running this code: another user's
+    could be emptied, read or swapped under the daemon. The mode is checked
+    and changed through one open descriptor, so a symlink swapped in between
+    cannot redirect the change.
+
+    Raises:
+        UnsafeDirectoryError: the directory belongs to another user.
+    """
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.stat().st_mode & 0o077:
-        path.chmod(0o700)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            raise UnsafeDirectoryError(
+                f'{path} belongs to uid {info.st_uid}, not to this user'
+                f' (uid {os.geteuid()}): run as its owner, or chown it'
+            )
+        if info.st_mode & 0o077:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
     return path
 
 

@@ -1,12 +1,15 @@
 """jameyd as systemd runs it: readiness, signals, watchdog, reload, shutdown."""
 
+import contextlib
 import itertools
 import json
 import os
 import re
 import signal
 import socket
+import stat
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -467,3 +470,76 @@ def test_a_configuration_error_on_the_journal_is_an_error(make_jameyd: Any) -> N
 def test_pid_in_lock_file_is_the_daemon(jameyd: Jameyd) -> None:
     assert jameyd.proc is not None
     assert (jameyd.state_dir / 'jamey.lock').read_text().strip() == str(jameyd.proc.pid)
+
+
+# A user the test does not need to create: root may give files to any uid.
+OTHER_UID = 4242
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0, reason='giving a directory to another user needs root'
+)
+
+
+def _start_failed(daemon: Jameyd) -> dict[str, Any]:
+    daemon.start(wait_ready=False)
+    assert daemon.wait() == 78
+    [failure] = _events(daemon, 'daemon.start_failed')
+    return failure
+
+
+@needs_root
+@pytest.mark.parametrize('directory', ['state', 'vault'])
+def test_a_directory_of_another_user_is_refused(
+    make_jameyd: Any, sdir: Path, directory: str
+) -> None:
+    key = sdir / 'vault.key'
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    daemon = make_jameyd(
+        env={'JAMEY_VAULT_DIR': str(sdir / 'vault'), 'JAMEY_VAULT_KEY_FILE': str(key)}
+    )
+    place = daemon.state_dir if directory == 'state' else sdir / 'vault'
+    place.mkdir(mode=0o700)
+    os.chown(place, OTHER_UID, OTHER_UID)
+    failure = _start_failed(daemon)
+    assert f'{place} belongs to uid {OTHER_UID}' in failure['error']
+    assert place.stat().st_uid == OTHER_UID
+    assert stat.S_IMODE(place.stat().st_mode) == 0o700
+
+
+def test_a_socket_directory_others_may_write_is_refused(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    """Whoever may write beside the socket could swap it for a symlink between
+    the bind and the chmod: started again and again while a symlink to a
+    private file is swapped in, jameyd refuses every start, and the file keeps
+    its mode."""
+    daemon = make_jameyd()
+    daemon.socket.parent.mkdir()
+    daemon.socket.parent.chmod(0o777)
+    private = sdir / 'private'
+    private.write_text('secret')
+    private.chmod(0o600)
+    swapping = threading.Event()
+
+    def swap() -> None:
+        while not swapping.is_set():
+            with contextlib.suppress(OSError):
+                daemon.socket.unlink()
+            with contextlib.suppress(OSError):
+                daemon.socket.symlink_to(private)
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    try:
+        for _ in range(12):
+            failure = _start_failed(daemon)
+            assert 'may be written by other users' in failure['error']
+            assert stat.S_IMODE(private.stat().st_mode) == 0o600
+            daemon.log_path.write_text('')
+    finally:
+        swapping.set()
+        swapper.join()
+    daemon.socket.unlink(missing_ok=True)
+    daemon.socket.parent.chmod(0o750)
+    daemon.start()
+    assert daemon.get('/health')[0] == 200

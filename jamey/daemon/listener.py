@@ -9,7 +9,9 @@ flight (even half-received ones from slow clients) finish.
 
 import contextlib
 import logging
+import os
 import socket
+import stat
 import time
 import typing
 from pathlib import Path
@@ -28,6 +30,7 @@ from jamey.api.access import LISTENER_KEY
 from jamey.api.access import UNIX
 from jamey.api.problems import PROBLEM_JSON
 from jamey.api.problems import problem_body
+from jamey.errors import UnsafeDirectoryError
 
 log = logging.getLogger('jamey.daemon')
 
@@ -103,6 +106,23 @@ class _Wakeup(wasyncore.dispatcher):
             self.recv(512)
 
 
+def _refuse_if_others_write(directory: Path) -> None:
+    """The socket's directory must be this user's (or root's), and only theirs
+    to write: whoever else can write there can swap the socket for a symlink
+    between the bind and its chmod, and have that chmod another file.
+
+    Raises:
+        UnsafeDirectoryError: another user owns the directory or may write in it.
+    """
+    info = directory.stat()
+    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & 0o022:
+        raise UnsafeDirectoryError(
+            f'the socket directory {directory} (uid {info.st_uid}, mode'
+            f' {stat.S_IMODE(info.st_mode):04o}) may be written by other users:'
+            ' give it to this user, writable by it alone'
+        )
+
+
 def _refuse_if_served(path: Path) -> None:
     """waitress unlinks a stale socket; a live one belongs to someone else."""
     if not path.exists():
@@ -148,6 +168,7 @@ class UnixListener:
             raise ListenerError(
                 f'cannot create {path.parent}: {exc.strerror}'
             ) from None
+        _refuse_if_others_write(path.parent)
         _refuse_if_served(path)
         self._map: dict[int, Any] = {}
         try:

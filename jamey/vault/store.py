@@ -511,7 +511,13 @@ class Vault:
 
     def start(self, database: Path, interval_s: float) -> None:
         """Back up every ``interval_s`` (counted from the newest backup) in a
-        thread of its own, pruning after each."""
+        thread of its own, pruning after each.
+
+        Raises:
+            UnsafeDirectoryError: the vault directory belongs to another user
+                (refused now, not at the first backup hours later).
+        """
+        private_directory(self.directory)
         self._thread = threading.Thread(
             target=self._run,
             args=(database, interval_s),
