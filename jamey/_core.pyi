@@ -3,7 +3,7 @@
 from os import PathLike
 from typing import final
 
-__all__ = ['MemoryIndex', 'Scorer', '__version__', 'version']
+__all__ = ['Encoder', 'MemoryIndex', 'Scorer', '__version__', 'version']
 
 __version__: str
 
@@ -13,6 +13,41 @@ def version() -> str:
     The daemon compares it with the Python package's version, so a
     half-upgraded install is reported rather than guessed at.
     """
+
+@final
+class Encoder:
+    """A sentence encoder (BERT, mean pooling, unit length).
+
+    Args:
+        weights: the model's safetensors file.
+        config: the model's ``config.json``.
+        tokenizer: the model's ``tokenizer.json``.
+        max_tokens: texts are cut at this many tokens.
+        threads: threads that compute an encoding.
+
+    Raises:
+        EncoderError: the configuration, weights or tokenizer do not load.
+    """
+
+    def __new__(
+        cls,
+        weights: bytes,
+        config: str,
+        tokenizer: bytes,
+        max_tokens: int = 256,
+        threads: int = 1,
+    ) -> Encoder: ...
+    @property
+    def dim(self) -> int:
+        """Length of every embedding."""
+    @property
+    def max_tokens(self) -> int:
+        """The most tokens of a text the model sees; the rest is cut."""
+    def tokens(self, text: str) -> list[str]:
+        """The tokens the model sees for ``text``, special ones included."""
+    def encode(self, texts: list[str]) -> list[list[float]]:
+        """Unit-length embeddings of ``texts``, in order, computed as one batch
+        with the GIL released."""
 
 @final
 class Scorer:

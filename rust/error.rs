@@ -5,9 +5,11 @@
 
 use pyo3::PyErr;
 
+use crate::encoder::EncoderError as EncoderFailure;
 use crate::memory::IndexError;
 use crate::scoring::RuleSetError;
 
+pyo3::import_exception!(jamey.errors, EncoderError);
 pyo3::import_exception!(jamey.errors, MemoryIndexError);
 pyo3::import_exception!(jamey.errors, RuleError);
 
@@ -20,5 +22,11 @@ impl From<IndexError> for PyErr {
 impl From<RuleSetError> for PyErr {
     fn from(error: RuleSetError) -> PyErr {
         RuleError::new_err(error.to_string())
+    }
+}
+
+impl From<EncoderFailure> for PyErr {
+    fn from(error: EncoderFailure) -> PyErr {
+        EncoderError::new_err(error.to_string())
     }
 }

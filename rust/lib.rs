@@ -5,8 +5,10 @@
 
 use pyo3::prelude::*;
 
+mod encoder;
 mod error;
 mod memory;
+mod py_encoder;
 mod py_memory;
 mod py_scoring;
 mod scoring;
@@ -17,6 +19,8 @@ mod version;
 pub mod _core {
     use pyo3::prelude::*;
 
+    #[pymodule_export]
+    use crate::py_encoder::Encoder;
     #[pymodule_export]
     use crate::py_memory::MemoryIndex;
     #[pymodule_export]

