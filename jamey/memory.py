@@ -215,7 +215,19 @@ class MemoryStore:
             self._drain(commit=True)
             self.index = None
 
+    def _remove_stale_temporaries(self) -> None:
+        """tantivy writes each file through a temporary beside it (``.tmp``
+        and six characters); a commit killed half-way leaves its temporaries
+        there for good. Nobody else writes in the directory while the state
+        lock is held, so at start every one of them is stale."""
+        stale = [p for p in self.index_dir.glob('.tmp*') if p.is_file()]
+        for path in stale:
+            path.unlink(missing_ok=True)
+        if stale:
+            log.info('memory.index_temporaries_removed', extra={'count': len(stale)})
+
     def _open_index(self) -> MemoryIndex:
+        self._remove_stale_temporaries()
         try:
             index = MemoryIndex(self.index_dir, self.writer_bytes)
             damaged = index.damaged_files()

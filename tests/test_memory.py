@@ -1,6 +1,7 @@
 """The memory store and its index, in-process, on real SQLite and tantivy."""
 
 import json
+import os
 import shutil
 import time
 import uuid
@@ -285,6 +286,28 @@ def test_a_deleted_index_is_rebuilt(db: storage.Database, clock: Clock) -> None:
     try:
         assert len(again.search('garden', limit=100)) == 20
         assert again.rebuilt_at is not None
+    finally:
+        again.stop()
+
+
+def test_temporaries_left_by_a_killed_commit_are_removed(
+    db: storage.Database, clock: Clock
+) -> None:
+    """What tantivy leaves when a commit is killed before its renames: files
+    named .tmp and six characters beside the index's own."""
+    fill_and_stop(db, clock)
+    index_dir = db.path.parent / 'index'
+    left = [index_dir / '.tmpAb3dE9', index_dir / '.tmpQ1w2e3']
+    for path in left:
+        path.write_bytes(os.urandom(4096))
+    kept = sorted(p.name for p in index_dir.iterdir() if not p.name.startswith('.tmp'))
+    again = make_store(db, clock)
+    again.start()
+    try:
+        assert not any(path.exists() for path in left)
+        assert len(again.search('garden', limit=100)) == 20
+        assert again.rebuilt_at is None  # the index itself was sound
+        assert set(kept) <= {p.name for p in index_dir.iterdir()}
     finally:
         again.stop()
 
