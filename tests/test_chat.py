@@ -182,6 +182,18 @@ def test_control_characters_of_a_reply_are_removed(
     assert (status, document['reply']) == (200, '[31mred[0m\nline')
 
 
+def test_lone_surrogates_of_a_reply_are_removed(
+    make_jameyd: Any, model: ModelServer
+) -> None:
+    daemon = make_jameyd(env=llm_env(model)).start()
+    model.mode = 'surrogate'
+    status, document = chat(daemon, {'message': 'Emoji?', 'session': 'pairs'})
+    assert (status, document['reply']) == (200, 'half  a pair')
+    settle(daemon)
+    _, found = call(daemon, 'GET', '/memories?q=pair')
+    assert 'half  a pair' in [m['content'] for m in found['memories']]
+
+
 def test_the_model_never_outlasts_the_request(
     make_jameyd: Any, model: ModelServer
 ) -> None:

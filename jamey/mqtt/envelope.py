@@ -45,7 +45,8 @@ def parse_request(raw: bytes | bytearray) -> Request:
             f'The message is larger than {MAX_MESSAGE_BYTES} bytes.',
         )
     try:
-        body = validation.require_object(validation.json_document(bytes(raw)))
+        document = validation.json_document(bytes(raw), inner='payload')
+        body = validation.require_object(document)
         validation.reject_unknown(body, FIELDS)
         validation.require_fields(body, ('message_id', 'payload'))
         message_id = validation.text('message_id', body['message_id'], MAX_ID_CHARS)
