@@ -33,6 +33,16 @@ def check_no_leak(status: int, headers: dict[str, str], data: bytes) -> None:
         assert not LEAKS.search(data.decode('utf-8', 'replace')), data
 
 
+def _not_json(constant: str) -> None:
+    raise AssertionError(f'{constant} in an answer: strict JSON parsers refuse it')
+
+
+def strict_json(data: bytes) -> Any:
+    """An answer's document, failing the test on NaN or Infinity (Python's
+    json reads them; JSON has neither)."""
+    return json.loads(data, parse_constant=_not_json)
+
+
 def short_dir() -> Path:
     """A temporary directory with a short path: AF_UNIX paths are <= 107 bytes."""
     return Path(tempfile.mkdtemp(prefix='jamey-'))
@@ -117,7 +127,7 @@ def request(
         data = resp.read()
         found = {k.lower(): v for k, v in resp.getheaders()}
         check_no_leak(resp.status, found, data)
-        document = json.loads(data) if data else None
+        document = strict_json(data) if data else None
         return resp.status, found, document
     finally:
         conn.close()

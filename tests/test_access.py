@@ -21,6 +21,7 @@ from conftest import Jameyd
 from conftest import check_no_leak
 from conftest import request
 from conftest import run_cli
+from conftest import strict_json
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -96,7 +97,9 @@ class Tls:
         check_no_leak(resp.status, found, data)
         text = data.decode()
         document = (
-            json.loads(data) if found.get('content-type', '').endswith('json') else text
+            strict_json(data)
+            if found.get('content-type', '').endswith('json')
+            else text
         )
         return resp.status, found, document
 

@@ -12,6 +12,7 @@ import time
 import urllib.parse
 from typing import Any
 
+import apsw
 import pytest
 from conftest import Jameyd
 from conftest import request
@@ -187,6 +188,23 @@ def test_an_escaped_surrogate_pair_is_one_character(jameyd: Jameyd) -> None:
         jameyd.socket, 'POST', '/memories', body=raw, headers=JSON
     )
     assert (status, kept['content']) == (201, '\U0001f345 ripe')
+
+
+def test_infinity_stored_by_an_earlier_version_reads_as_null(
+    make_jameyd: Any,
+) -> None:
+    daemon = make_jameyd().start()
+    _, kept = store(
+        daemon, {'content': 'x', 'layer': 'semantic', 'metadata': {'v': 1, 'w': 'w'}}
+    )
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    conn = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
+    conn.execute('UPDATE memories SET metadata = \'{"v": Infinity, "w": "w"}\'')
+    conn.close()
+    again = make_jameyd().start()
+    status, _, found = again.get(f'/memories/{kept["id"]}')
+    assert (status, found['metadata']) == (200, {'v': None, 'w': 'w'})
 
 
 def test_acknowledged_memories_survive_sigkill(make_jameyd: Any) -> None:

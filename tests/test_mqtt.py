@@ -22,6 +22,7 @@ from certs import write_private_key
 from conftest import Jameyd
 from conftest import request
 from conftest import short_dir
+from conftest import strict_json
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -127,7 +128,7 @@ def ask(
     found = sibling.wait_for(before + 1, where=lambda m: m.topic == REPLIES)
     reply = found[before]
     assert reply.properties.CorrelationData == correlation
-    return dict(json.loads(reply.payload))
+    return dict(strict_json(reply.payload))
 
 
 def memory_count(daemon: Jameyd) -> int:

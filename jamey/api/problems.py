@@ -70,7 +70,7 @@ def problem_body(
     rid = logs.request_id.get()
     if rid is not None:
         document['request_id'] = rid
-    return json.dumps(document).encode()
+    return json.dumps(document, allow_nan=False).encode()
 
 
 def serialize(

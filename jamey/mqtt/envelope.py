@@ -72,7 +72,9 @@ def encode(
         'payload': payload,
         'metadata': {'client_id': client_id, 'correlation_id': correlation_id},
     }
-    return json.dumps(document, ensure_ascii=False, separators=(',', ':')).encode()
+    return json.dumps(
+        document, ensure_ascii=False, separators=(',', ':'), allow_nan=False
+    ).encode()
 
 
 def error_payload(refused: RefusedError) -> dict[str, Any]:
