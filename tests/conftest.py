@@ -25,6 +25,14 @@ BIN = Path(sys.executable).parent
 # What no error body may contain: stack traces, file paths, SQL, Python
 # exception names. Every problem document a test receives is checked.
 LEAKS = re.compile(r'Traceback|File "|\.py\b|/[a-z]+/|SELECT|sqlite|[A-Za-z]+Error\b')
+# What every answer carries (docs/security.md), the HTTP servers' own too.
+SECURITY_HEADERS = (
+    'x-content-type-options',
+    'x-frame-options',
+    'content-security-policy',
+    'referrer-policy',
+    'cache-control',
+)
 
 
 def check_no_leak(status: int, headers: dict[str, str], data: bytes) -> None:

@@ -25,6 +25,7 @@ from waitress.task import WSGITask
 
 from jamey.api.access import ARRIVED_KEY
 from jamey.api.access import LISTENER_KEY
+from jamey.api.access import SECURITY_HEADERS
 from jamey.api.access import UNIX
 from jamey.api.problems import PROBLEM_JSON
 from jamey.api.problems import problem_body
@@ -37,7 +38,8 @@ class ListenerError(Exception):
 
 
 class _ProblemErrorTask(ErrorTask):
-    """waitress's own errors (oversized or malformed requests) as problem+json."""
+    """waitress's own errors (oversized or malformed requests) as problem+json,
+    with the headers every answer of the app carries."""
 
     def execute(self) -> None:
         # NOTE: the waitress stubs type ``request`` as the error itself; at
@@ -45,7 +47,11 @@ class _ProblemErrorTask(ErrorTask):
         error = typing.cast(Any, self.request).error
         body = problem_body(error.code, error.body)
         self.status = f'{error.code} {error.reason}'
-        self.response_headers = [*self.response_headers, ('Content-Type', PROBLEM_JSON)]
+        self.response_headers = [
+            *self.response_headers,
+            ('Content-Type', PROBLEM_JSON),
+            *SECURITY_HEADERS,
+        ]
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
