@@ -330,6 +330,35 @@ def test_waitress_errors_are_problems_too(
     }
 
 
+@pytest.mark.parametrize(
+    'partial',
+    [
+        # A Content-Length longer than the body sent.
+        b'POST /evaluate HTTP/1.1\r\nHost: j\r\nContent-Type: application/json\r\n'
+        b'Content-Length: 100\r\n\r\n{"action": "hi"}',
+        # A head that never ends.
+        b'GET /health HTTP/1.1\r\nHost: j\r\nX-Slow: ',
+    ],
+)
+def test_a_request_that_never_arrives_in_full_is_answered_408(
+    make_jameyd: Any, partial: bytes
+) -> None:
+    daemon = make_jameyd(env={'JAMEY_API_REQUEST_TIMEOUT_S': '1'}).start()
+    started = time.monotonic()
+    reply_head, body = _raw_exchange(daemon.socket, partial)
+    waited = time.monotonic() - started
+    assert 1.0 <= waited < 3.0
+    assert reply_head.split(b' ')[1] == b'408'
+    fields = header_fields(reply_head)
+    assert (fields['content-type'], fields['connection']) == (
+        'application/problem+json',
+        'close',
+    )
+    assert set(SECURITY_HEADERS) <= fields.keys()
+    assert body['code'] == 'request_timeout'
+    assert daemon.get('/health')[0] == 200
+
+
 def test_logs_are_json_lines_with_request_ids(make_jameyd: Any) -> None:
     daemon = make_jameyd(env={'JAMEY_LOG_LEVEL': 'debug'}).start()
     daemon.get('/health', headers={'X-Request-ID': 'trace-me-42'})
