@@ -140,7 +140,8 @@ class ApiSettings:
     )
     request_timeout_s: float = setting(
         30.0,
-        'A request still running after this gets 503 (s)',
+        'A request still running after this gets 503; one still arriving on the'
+        ' socket, 408 (s)',
         minimum=0.1,
         maximum=3600.0,
         live=True,

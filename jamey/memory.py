@@ -78,8 +78,18 @@ def search_results(found: list[tuple[Memory, float | None]]) -> dict[str, Any]:
     return {'memories': [{**m.as_dict(), 'score': score} for m, score in found]}
 
 
+def _null(constant: str) -> None:
+    return None
+
+
+# A database may hold metadata with Infinity or NaN, written before the edge
+# refused numbers beyond range (1e400): it reads as null, since no answer may
+# carry it.
+_STORED = json.JSONDecoder(parse_constant=_null)
+
+
 def _metadata(text: str | None) -> dict[str, Any] | None:
-    return None if text is None else dict(json.loads(text))
+    return None if text is None else dict(_STORED.decode(text))
 
 
 def _memory(row: tuple[Any, ...]) -> Memory:
@@ -126,7 +136,7 @@ def _checked(raw: Any) -> dict[str, Any]:
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise InputError('metadata', 'wrong_type', 'metadata must be an object.')
-        encoded = json.dumps(metadata, ensure_ascii=False)
+        encoded = json.dumps(metadata, ensure_ascii=False, allow_nan=False)
         if len(encoded.encode()) > MAX_METADATA_BYTES:
             raise InputError(
                 'metadata',

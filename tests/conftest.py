@@ -25,12 +25,30 @@ BIN = Path(sys.executable).parent
 # What no error body may contain: stack traces, file paths, SQL, Python
 # exception names. Every problem document a test receives is checked.
 LEAKS = re.compile(r'Traceback|File "|\.py\b|/[a-z]+/|SELECT|sqlite|[A-Za-z]+Error\b')
+# What every answer carries (docs/security.md), the HTTP servers' own too.
+SECURITY_HEADERS = (
+    'x-content-type-options',
+    'x-frame-options',
+    'content-security-policy',
+    'referrer-policy',
+    'cache-control',
+)
 
 
 def check_no_leak(status: int, headers: dict[str, str], data: bytes) -> None:
     """Fail the test if an error answer gives away the daemon's insides."""
     if status >= 400 and headers.get('content-type') == 'application/problem+json':
         assert not LEAKS.search(data.decode('utf-8', 'replace')), data
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f'{constant} in an answer: strict JSON parsers refuse it')
+
+
+def strict_json(data: bytes) -> Any:
+    """An answer's document, failing the test on NaN or Infinity (Python's
+    json reads them; JSON has neither)."""
+    return json.loads(data, parse_constant=_not_json)
 
 
 def short_dir() -> Path:
@@ -117,7 +135,7 @@ def request(
         data = resp.read()
         found = {k.lower(): v for k, v in resp.getheaders()}
         check_no_leak(resp.status, found, data)
-        document = json.loads(data) if data else None
+        document = strict_json(data) if data else None
         return resp.status, found, document
     finally:
         conn.close()

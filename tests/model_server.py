@@ -85,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
             'oversized': (200, {}, completion('x' * 5000)),
             'deny': (200, {}, completion(DENIED_REPLY)),
             'control': (200, {}, completion('\x1b[31mred\x1b[0m\r\nline')),
+            # JSON's \ud83d escape alone: half of a character.
+            'surrogate': (200, {}, completion('half \ud83d a pair')),
         }
         return answers[mode]
 

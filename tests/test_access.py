@@ -17,10 +17,12 @@ import apsw
 import jwt
 import pytest
 from certs import Authority
+from conftest import SECURITY_HEADERS
 from conftest import Jameyd
 from conftest import check_no_leak
 from conftest import request
 from conftest import run_cli
+from conftest import strict_json
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -96,7 +98,9 @@ class Tls:
         check_no_leak(resp.status, found, data)
         text = data.decode()
         document = (
-            json.loads(data) if found.get('content-type', '').endswith('json') else text
+            strict_json(data)
+            if found.get('content-type', '').endswith('json')
+            else text
         )
         return resp.status, found, document
 
@@ -420,7 +424,8 @@ def test_cors_only_for_configured_origins(sdir: Path, make_jameyd: Any) -> None:
 
 
 def _raw_tls(site: Site, data: bytes) -> tuple[int, dict[str, Any]]:
-    """Send raw bytes; return the status and problem document of the answer."""
+    """Send raw bytes; return the status and problem document of the answer,
+    checked to carry the headers every answer of the app carries."""
     with tls_socket(site.tls.port, site.tls.context) as tls:
         with contextlib.suppress(OSError):
             tls.sendall(data)
@@ -428,11 +433,16 @@ def _raw_tls(site: Site, data: bytes) -> tuple[int, dict[str, Any]]:
         while chunk := tls.recv(65536):
             reply += chunk
     head, _, body = reply.partition(b'\r\n\r\n')
-    headers = dict(line.split(': ', 1) for line in head.decode().split('\r\n')[1:])
-    assert headers['Content-Type'] == 'application/problem+json'
+    lines = head.decode().split('\r\n')[1:]
+    headers = {k.lower(): v for k, v in (line.split(': ', 1) for line in lines)}
+    assert headers['content-type'] == 'application/problem+json'
     status = int(head.split()[1])
-    check_no_leak(status, {'content-type': headers['Content-Type']}, body)
-    return status, json.loads(body)
+    check_no_leak(status, headers, body)
+    _, app_headers, _ = site.tls.request('GET', '/health')
+    assert {n: headers.get(n) for n in SECURITY_HEADERS} == {
+        n: app_headers[n] for n in SECURITY_HEADERS
+    }
+    return status, strict_json(body)
 
 
 def test_body_and_header_limits_over_tls(site: Site) -> None:
@@ -444,13 +454,13 @@ def test_body_and_header_limits_over_tls(site: Site) -> None:
         + b'Content-Length: 2000000\r\n\r\n{"action": "',
     )
     assert (status, problem['code']) == (413, 'body_too_large')
-    status, _ = _raw_tls(
+    status, problem = _raw_tls(
         site,
         b'GET /health HTTP/1.1\r\nHost: x\r\nX-Filler: ' + b'y' * 40_000 + b'\r\n\r\n',
     )
-    assert status in (413, 431)
+    assert (status, problem['code']) == (431, 'headers_too_large')
     status, problem = _raw_tls(site, b'NONSENSE\r\n\r\n')
-    assert status == 400
+    assert (status, problem['code']) == (400, 'bad_request')
     assert site.tls.request('GET', '/health')[0] == 200
 
 

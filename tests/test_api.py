@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -21,7 +22,9 @@ from jamey.api.app import Parts
 from jamey.api.app import routes
 from jamey.audit import AuditLog
 from jamey.conscience import Conscience
+from jamey.health import Check
 from jamey.health import HealthChecks
+from jamey.health import Report
 from jamey.health import Thresholds
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
@@ -190,6 +193,22 @@ def test_a_bug_is_a_bare_500_and_a_logged_trace(
     assert record.exc_info is not None
     assert record.route == '/health/detailed'  # type: ignore[attr-defined]
     assert json.loads(result.text)['request_id'] == 'bug-1'
+
+
+def test_an_answer_json_cannot_carry_is_a_logged_500(
+    health: HealthChecks, caplog: pytest.LogCaptureFixture
+) -> None:
+    """NaN in an answer is a bug: a problem, logged as the 500 it is."""
+    broken = Report('ok', [Check('disk', 'ok', False, {'free_ratio': math.nan})])
+    health.run = lambda: broken  # type: ignore[method-assign]
+    client = falcon.testing.TestClient(make_app(health))
+    with caplog.at_level(logging.INFO):
+        result = client.simulate_get('/health/detailed')
+    assert_problem(result, 500, 'internal_error')
+    assert next(r for r in caplog.records if r.getMessage() == 'http.unhandled')
+    logged = next(r for r in caplog.records if r.getMessage() == 'http.request')
+    assert logged.status == 500  # type: ignore[attr-defined]
+    assert result.headers['x-content-type-options'] == 'nosniff'
 
 
 @pytest.mark.parametrize(

@@ -158,19 +158,26 @@ def test_a_failing_model_is_a_clear_error_and_degrades_health(
 def test_a_reply_the_conscience_denies_is_withheld(
     make_jameyd: Any, model: ModelServer
 ) -> None:
-    daemon = make_jameyd(env=llm_env(model)).start()
+    daemon = make_jameyd(env={**llm_env(model), 'JAMEY_LOG_LEVEL': 'debug'}).start()
     model.mode = 'deny'
     status, document = chat(daemon, {'message': 'What now?', 'entity': 'bo'})
     assert (status, document['outcome'], document['reply']) == (200, 'withheld', None)
-    assert document['reply_judgement']['verdict'] == 'deny'
-    assert document['reply_judgement']['action'] == DENIED_REPLY
+    judgement = document['reply_judgement']
+    assert (judgement['verdict'], judgement['action']) == ('deny', None)
+    assert {f['rule'] for f in judgement['findings']} == {'no-harm'}
     assert 'no-harm' in document['explanation']
     assert document['judged']['evaluation']['verdict'] == 'allow'
+    # The text is in no field of the answer, no memory and no log line.
+    withheld = DENIED_REPLY.removesuffix('.')
+    assert withheld not in json.dumps(document, ensure_ascii=False)
     settle(daemon)
     _, found = call(daemon, 'GET', '/memories?q=poison')
-    assert found['memories'] == []  # the withheld reply is not remembered
+    assert found['memories'] == []
+    _, memories = call(daemon, 'GET', '/memories?entity=bo')
+    assert withheld not in json.dumps(memories, ensure_ascii=False)
     _, turn = call(daemon, 'GET', '/memories?layer=short_term&entity=bo')
     assert turn['memories'][0]['content'] == 'bo: What now?\nJamey: (withheld)'
+    assert 'poison' not in daemon.log_text()
 
 
 def test_control_characters_of_a_reply_are_removed(
@@ -180,6 +187,18 @@ def test_control_characters_of_a_reply_are_removed(
     model.mode = 'control'
     status, document = chat(daemon, {'message': 'Colour?'})
     assert (status, document['reply']) == (200, '[31mred[0m\nline')
+
+
+def test_lone_surrogates_of_a_reply_are_removed(
+    make_jameyd: Any, model: ModelServer
+) -> None:
+    daemon = make_jameyd(env=llm_env(model)).start()
+    model.mode = 'surrogate'
+    status, document = chat(daemon, {'message': 'Emoji?', 'session': 'pairs'})
+    assert (status, document['reply']) == (200, 'half  a pair')
+    settle(daemon)
+    _, found = call(daemon, 'GET', '/memories?q=pair')
+    assert 'half  a pair' in [m['content'] for m in found['memories']]
 
 
 def test_the_model_never_outlasts_the_request(

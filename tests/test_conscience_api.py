@@ -148,6 +148,12 @@ def test_rules_crud_over_the_socket(jameyd: Jameyd) -> None:
             'out_of_range',
             'weight',
         ),
+        # An integer Python reads (4,300 digits) but no float holds.
+        (
+            {'name': 'x', 'description': 'd', 'weight': 10**4299},
+            'out_of_range',
+            'weight',
+        ),
         ({'name': 'x', 'description': 'd', 'weight': 0}, 'out_of_range', 'weight'),
         ({'name': 'x', 'description': 'd', 'weight': 101}, 'out_of_range', 'weight'),
         (
@@ -164,6 +170,16 @@ def test_rules_crud_over_the_socket(jameyd: Jameyd) -> None:
             {'name': 'x', 'description': 'd', 'weight': 1, 'violations': ['v' * 101]},
             'too_long',
             'violations[0]',
+        ),
+        (
+            {
+                'name': 'x',
+                'description': 'd',
+                'weight': 1,
+                'violations': ['v', '\udc00'],
+            },
+            'invalid_text',
+            'violations[1]',
         ),
         (
             {'name': 'x', 'description': 'd', 'weight': 1, 'affirmations': ['a'] * 201},
@@ -185,6 +201,16 @@ def test_rule_validation_over_the_socket(
     assert status in (400, 422)
     assert (problem['code'], problem.get('field')) == (code, field)
     assert jameyd.get('/rules')[2]['rules_version'] == 1
+
+
+def test_an_action_that_is_not_text_is_refused(jameyd: Jameyd) -> None:
+    status, _, problem = post(jameyd, '/evaluate', {'action': 'I will \ud800 you'})
+    assert (status, problem['code'], problem['field']) == (
+        422,
+        'invalid_text',
+        'action',
+    )
+    assert jameyd.get('/audit')[2]['entries'] == []
 
 
 def test_rules_survive_a_restart(make_jameyd: Any) -> None:

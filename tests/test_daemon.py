@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import SECURITY_HEADERS
 from conftest import Jameyd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -275,11 +276,18 @@ def _raw_exchange(path: Path, data: bytes) -> tuple[bytes, dict[str, Any]]:
     client.connect(str(path))
     client.sendall(data)
     reply = b''
-    while chunk := client.recv(4096):
-        reply += chunk
+    # A server that answers before reading everything resets as it closes.
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := client.recv(4096):
+            reply += chunk
     client.close()
     head, _, body = reply.partition(b'\r\n\r\n')
     return head, json.loads(body)
+
+
+def header_fields(head: bytes) -> dict[str, str]:
+    lines = head.decode().split('\r\n')[1:]
+    return {k.lower(): v for k, v in (line.split(': ', 1) for line in lines)}
 
 
 @pytest.mark.parametrize(
@@ -301,16 +309,56 @@ def _raw_exchange(path: Path, data: bytes) -> tuple[bytes, dict[str, Any]]:
             501,
             'not_implemented',
         ),
+        # A head over api.max_header_bytes (16 KiB).
+        (
+            b'GET / HTTP/1.1\r\nHost: j\r\nX-Filler: ' + b'y' * 20_000 + b'\r\n\r\n',
+            431,
+            'headers_too_large',
+        ),
     ],
 )
 def test_waitress_errors_are_problems_too(
     jameyd: Jameyd, head: bytes, status: int, code: str
 ) -> None:
     reply_head, body = _raw_exchange(jameyd.socket, head)
-    assert reply_head.startswith(f'HTTP/1.1 {status} '.encode())
-    assert b'Content-Type: application/problem+json' in reply_head
+    assert reply_head.split(b' ')[1] == str(status).encode()
+    fields = header_fields(reply_head)
+    assert fields['content-type'] == 'application/problem+json'
     assert body['code'] == code
-    assert jameyd.get('/health')[0] == 200
+    status, app_fields, _ = jameyd.get('/health')
+    assert status == 200
+    assert {n: fields.get(n) for n in SECURITY_HEADERS} == {
+        n: app_fields[n] for n in SECURITY_HEADERS
+    }
+
+
+@pytest.mark.parametrize(
+    'partial',
+    [
+        # A Content-Length longer than the body sent.
+        b'POST /evaluate HTTP/1.1\r\nHost: j\r\nContent-Type: application/json\r\n'
+        b'Content-Length: 100\r\n\r\n{"action": "hi"}',
+        # A head that never ends.
+        b'GET /health HTTP/1.1\r\nHost: j\r\nX-Slow: ',
+    ],
+)
+def test_a_request_that_never_arrives_in_full_is_answered_408(
+    make_jameyd: Any, partial: bytes
+) -> None:
+    daemon = make_jameyd(env={'JAMEY_API_REQUEST_TIMEOUT_S': '1'}).start()
+    started = time.monotonic()
+    reply_head, body = _raw_exchange(daemon.socket, partial)
+    waited = time.monotonic() - started
+    assert 1.0 <= waited < 3.0
+    assert reply_head.split(b' ')[1] == b'408'
+    fields = header_fields(reply_head)
+    assert (fields['content-type'], fields['connection']) == (
+        'application/problem+json',
+        'close',
+    )
+    assert set(SECURITY_HEADERS) <= fields.keys()
+    assert body['code'] == 'request_timeout'
+    assert daemon.get('/health')[0] == 200
 
 
 def test_logs_are_json_lines_with_request_ids(make_jameyd: Any) -> None:

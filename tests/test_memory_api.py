@@ -12,6 +12,7 @@ import time
 import urllib.parse
 from typing import Any
 
+import apsw
 import pytest
 from conftest import Jameyd
 from conftest import request
@@ -122,6 +123,88 @@ def test_bad_memories_name_the_field(
 ) -> None:
     status, problem = store(jameyd, body)
     assert (status, problem['field'], problem['code']) == (422, field, code)
+
+
+_WORKING = b'"content": "x", "layer": "working"'
+
+
+@pytest.mark.parametrize(
+    ('raw', 'status', 'code', 'field'),
+    [
+        # More digits than Python reads an integer from.
+        (
+            b'{' + _WORKING + b', "metadata": {"n": ' + b'7' * 4301 + b'}}',
+            400,
+            'invalid_json',
+            '',
+        ),
+        # Beyond a double: read as infinity, which no answer can carry.
+        (
+            b'{' + _WORKING + b', "metadata": {"v": 1e400}}',
+            422,
+            'out_of_range',
+            'metadata.v',
+        ),
+        (
+            b'{' + _WORKING + b', "metadata": {"v": [0, -1e400]}}',
+            422,
+            'out_of_range',
+            'metadata.v[1]',
+        ),
+        # A lone surrogate is no character: nothing can encode it.
+        (
+            b'{"content": "x\\ud800", "layer": "working"}',
+            422,
+            'invalid_text',
+            'content',
+        ),
+        (
+            b'{' + _WORKING + b', "metadata": {"\\udc00": 1}}',
+            422,
+            'invalid_text',
+            'metadata',
+        ),
+        (
+            b'{' + _WORKING + b', "entity": "\\uDBFF"}',
+            422,
+            'invalid_text',
+            'entity',
+        ),
+    ],
+)
+def test_what_json_or_python_cannot_carry_is_refused(
+    jameyd: Jameyd, raw: bytes, status: int, code: str, field: str
+) -> None:
+    answer, _, problem = request(
+        jameyd.socket, 'POST', '/memories', body=raw, headers=JSON
+    )
+    assert (answer, problem['code'], problem.get('field')) == (status, code, field)
+    assert search(jameyd)[1]['memories'] == []
+
+
+def test_an_escaped_surrogate_pair_is_one_character(jameyd: Jameyd) -> None:
+    raw = b'{"content": "\\ud83c\\udf45 ripe", "layer": "working"}'
+    status, _, kept = request(
+        jameyd.socket, 'POST', '/memories', body=raw, headers=JSON
+    )
+    assert (status, kept['content']) == (201, '\U0001f345 ripe')
+
+
+def test_infinity_stored_by_an_earlier_version_reads_as_null(
+    make_jameyd: Any,
+) -> None:
+    daemon = make_jameyd().start()
+    _, kept = store(
+        daemon, {'content': 'x', 'layer': 'semantic', 'metadata': {'v': 1, 'w': 'w'}}
+    )
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    conn = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
+    conn.execute('UPDATE memories SET metadata = \'{"v": Infinity, "w": "w"}\'')
+    conn.close()
+    again = make_jameyd().start()
+    status, _, found = again.get(f'/memories/{kept["id"]}')
+    assert (status, found['metadata']) == (200, {'v': None, 'w': 'w'})
 
 
 def test_acknowledged_memories_survive_sigkill(make_jameyd: Any) -> None:

@@ -22,6 +22,7 @@ from certs import write_private_key
 from conftest import Jameyd
 from conftest import request
 from conftest import short_dir
+from conftest import strict_json
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -127,7 +128,7 @@ def ask(
     found = sibling.wait_for(before + 1, where=lambda m: m.topic == REPLIES)
     reply = found[before]
     assert reply.properties.CorrelationData == correlation
-    return dict(json.loads(reply.payload))
+    return dict(strict_json(reply.payload))
 
 
 def memory_count(daemon: Jameyd) -> int:
@@ -510,6 +511,25 @@ BAD_PAYLOADS: list[tuple[bytes, str, str | None]] = [
     ),
     (envelope({'action': 'x' * 10}) + b' ' * (128 * 1024), 'too_large', None),
     (b'{"payload": ' * 10_000, 'invalid_json', None),
+    # More digits than Python reads an integer from.
+    (
+        b'{"message_id": "a", "payload": {"action": ' + b'1' * 4301 + b'}}',
+        'invalid_json',
+        None,
+    ),
+    # Beyond a double, and a lone surrogate: a place in the payload is named
+    # as the API names it, one in the envelope from the envelope.
+    (
+        b'{"message_id": "a", "payload": {"action": "x", "entity": -1e400}}',
+        'out_of_range',
+        'entity',
+    ),
+    (
+        b'{"message_id": "a", "payload": {}, "metadata": {"n": [1e999]}}',
+        'out_of_range',
+        'metadata.n[0]',
+    ),
+    (b'{"message_id": "a\\ud800", "payload": {}}', 'invalid_text', 'message_id'),
 ]
 
 
@@ -543,6 +563,14 @@ WRONG_FIELDS = [
     (STORE, {'content': 'x', 'layer': 'forever'}, 'unknown_layer', 'layer'),
     (STORE, {'content': ['x'], 'layer': 'semantic'}, 'wrong_type', 'content'),
     (STORE, {'content': 'x\x07', 'layer': 'semantic'}, 'control_characters', 'content'),
+    (STORE, {'content': 'x\udfff', 'layer': 'semantic'}, 'invalid_text', 'content'),
+    (
+        STORE,
+        {'content': 'x', 'layer': 'semantic', 'metadata': {'\ud800': 1}},
+        'invalid_text',
+        'metadata',
+    ),
+    (EVALUATE, {'action': 'I \udbff'}, 'invalid_text', 'action'),
     (QUERY, {}, 'required', 'q'),
     (QUERY, {'q': 5}, 'wrong_type', 'q'),
     (QUERY, {'q': 'x', 'limit': '5'}, 'wrong_type', 'limit'),

@@ -127,7 +127,11 @@ def test_flipped_bit_in_the_header(
     vault = make_vault(tmp_path, key)
     backup = vault.create(database)
     flip(backup.path, 30)  # in the created time
-    assert backup.id in make_vault(tmp_path, key).backups()[1][0]
+    unreadable = make_vault(tmp_path, key).backups()[1][0]
+    assert (unreadable.file, unreadable.code) == (
+        f'{backup.id}.jvault',
+        'header_damaged',
+    )
     with pytest.raises(BackupNotFoundError):
         vault.verify(backup.id)
     with backup.path.open('rb') as f, pytest.raises(HeaderDamagedError, match='sum'):
@@ -182,7 +186,11 @@ def test_truncated_inside_the_header(
     backup = vault.create(database)
     with backup.path.open('r+b') as f:
         f.truncate(40)
-    assert 'ends inside its header' in vault.backups()[1][0]
+    unreadable = vault.backups()[1][0]
+    assert (unreadable.code, 'ends inside its header' in unreadable.detail) == (
+        'truncated',
+        True,
+    )
 
 
 @pytest.mark.parametrize('extra', ['chunk', 'bytes'])
@@ -287,7 +295,10 @@ def test_not_a_backup(tmp_path: Path, key: FileKey) -> None:
     (vault.directory / 'empty.jvault').write_bytes(b'')
     backups, unreadable = vault.backups()
     assert backups == []
-    assert all('not a Jamey backup' in u for u in unreadable)
+    assert [(u.file, u.code) for u in unreadable] == [
+        ('empty.jvault', 'not_a_backup'),
+        ('notes.jvault', 'not_a_backup'),
+    ]
     notes = vault.directory / 'notes.jvault'
     with notes.open('rb') as f, pytest.raises(NotABackupError):
         read_header(f, keys.mode_fields)

@@ -83,6 +83,51 @@ def test_scheduled_backup_health_and_clean_stop(make_jameyd: Any, sdir: Path) ->
     assert [p for p in directory.iterdir() if p.name.endswith('.tmp')] == []
 
 
+def test_unreadable_files_are_named_without_paths(make_jameyd: Any, sdir: Path) -> None:
+    """Each file named like a backup that does not list as one: its name, a
+    stable code; what the system said (with the path) only in the log."""
+    daemon = make_jameyd(env=vault_env(sdir)).start()
+    made = call(daemon, 'POST', '/vault/backups')[1]
+    directory = daemon.state_dir / 'vault'
+    (directory / 'notes.jvault').write_bytes(b'hello, world')
+    (directory / 'folder.jvault').mkdir()
+    misnamed = directory / f'{"0" * 8}-0000-7000-8000-{"0" * 12}.jvault'
+    misnamed.write_bytes((directory / f'{made["id"]}.jvault').read_bytes())
+    expected = [
+        {
+            'file': misnamed.name,
+            'code': 'misnamed',
+            'detail': f'The header names backup {made["id"]}.',
+        },
+        {
+            'file': 'folder.jvault',
+            'code': 'os_error',
+            'detail': 'The file cannot be read (EISDIR).',
+        },
+        {
+            'file': 'notes.jvault',
+            'code': 'not_a_backup',
+            'detail': 'not a Jamey backup (no JAMEYVLT magic)',
+        },
+    ]
+    status, listed = call(daemon, 'GET', '/vault/backups')
+    assert (status, listed['unreadable']) == (200, expected)
+    assert str(sdir) not in json.dumps(listed)
+    logged = [e for e in daemon.log_lines() if e['event'] == 'vault.unreadable']
+    assert [(e['file'], str(directory) in e['error']) for e in logged] == [
+        ('folder.jvault', True)
+    ]
+    env = {'JAMEY_STORAGE_STATE_DIR': str(daemon.state_dir)}
+    offline = run_cli('--json', 'vault', 'list', env=env)
+    assert json.loads(offline.stdout)['unreadable'] == expected
+    human = run_cli('vault', 'list', env=env)
+    assert (
+        'unreadable: folder.jvault: The file cannot be read (EISDIR). (os_error)'
+        in (human.stdout)
+    )
+    assert str(sdir) not in offline.stdout + human.stdout + human.stderr
+
+
 def test_the_api(make_jameyd: Any, sdir: Path) -> None:
     daemon = make_jameyd(env=vault_env(sdir)).start()
     assert call(daemon, 'GET', '/vault/backups') == (

@@ -31,6 +31,15 @@ LISTENER_KEY = 'jamey.listener'
 ARRIVED_KEY = 'jamey.arrived'
 UNIX = 'unix'
 TLS = 'tls'
+# What every answer carries, the app's and the HTTP servers' own alike: no
+# sniffing, framing, fetching, referrer or caching (see docs/security.md).
+SECURITY_HEADERS = (
+    ('X-Content-Type-Options', 'nosniff'),
+    ('X-Frame-Options', 'DENY'),
+    ('Content-Security-Policy', "default-src 'none'"),
+    ('Referrer-Policy', 'no-referrer'),
+    ('Cache-Control', 'no-store'),
+)
 _CORS_METHODS = 'GET, POST, PUT, DELETE'
 _CORS_HEADERS = 'Authorization, Content-Type, X-Request-ID'
 _BUCKETS_KEPT = 10_000
@@ -204,11 +213,7 @@ class Cors:
                 'Access-Control-Expose-Headers', 'X-Request-ID, Retry-After'
             )
             resp.append_header('Vary', 'Origin')
-        resp.set_header('X-Content-Type-Options', 'nosniff')
-        resp.set_header('X-Frame-Options', 'DENY')
-        resp.set_header('Content-Security-Policy', "default-src 'none'")
-        resp.set_header('Referrer-Policy', 'no-referrer')
-        resp.set_header('Cache-Control', 'no-store')
+        resp.set_headers(SECURITY_HEADERS)
 
 
 class Deadline:

@@ -1,5 +1,7 @@
 """The app factory: routes, middleware and error handling in one place."""
 
+import functools
+import json
 import mimetypes
 from typing import Any
 from typing import NamedTuple
@@ -33,6 +35,7 @@ from jamey.api.metrics import Metrics
 from jamey.api.metrics import MetricsResource
 from jamey.api.metrics import registry
 from jamey.api.middleware import BodyLimit
+from jamey.api.middleware import RenderBody
 from jamey.api.middleware import RequestContext
 from jamey.api.openapi import OpenApi
 from jamey.api.openapi import build_document
@@ -124,6 +127,7 @@ def create_app(parts: Parts) -> falcon.App[falcon.Request, falcon.Response]:
     middleware: list[Any] = [
         Metrics(metrics),
         RequestContext(),
+        RenderBody(),
         Cors(parts.policy),
         Deadline(parts.policy),
         BodyLimit(parts.max_body_bytes),
@@ -131,6 +135,10 @@ def create_app(parts: Parts) -> falcon.App[falcon.Request, falcon.Response]:
     ]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
+    # NaN and Infinity are not JSON: an answer holding one is a bug, raised.
+    app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(
+        dumps=functools.partial(json.dumps, ensure_ascii=False, allow_nan=False)
+    )
     for path, route in table.items():
         app.add_route(path, route.resource)
     problems.install(app)

@@ -15,6 +15,7 @@ import falcon
 from jamey import chat
 from jamey import validation
 from jamey.api.body import read_json
+from jamey.api.conscience import SCHEMAS as CONSCIENCE_SCHEMAS
 from jamey.api.openapi import json_response
 from jamey.api.openapi import ref
 from jamey.api.openapi import text
@@ -26,6 +27,7 @@ from jamey.errors import ModelTimeoutError
 from jamey.memory import LAYERS
 
 _SESSION = {'type': 'string', 'pattern': f'^{chat.SESSION.pattern}$'}
+_EVALUATION = CONSCIENCE_SCHEMAS['Evaluation']
 _NULLABLE_TEXT = {'type': ['string', 'null']}
 
 
@@ -92,7 +94,13 @@ SCHEMAS: dict[str, Any] = {
                     'evaluation': ref('Evaluation'),
                 },
             },
-            'reply_judgement': {'oneOf': [{'type': 'null'}, ref('Evaluation')]},
+            'reply_judgement': {
+                'oneOf': [
+                    {'type': 'null'},
+                    ref('Evaluation'),
+                    ref('WithheldEvaluation'),
+                ]
+            },
             'recalled': {'type': 'array', 'items': ref('Memory')},
             'model': _NULLABLE_TEXT,
             'stored': {
@@ -106,6 +114,14 @@ SCHEMAS: dict[str, Any] = {
                     },
                 },
             },
+        },
+    },
+    # A denied reply's judgement: why it was withheld, never its text.
+    'WithheldEvaluation': {
+        **_EVALUATION,
+        'properties': {
+            **_EVALUATION['properties'],
+            'action': {'type': 'null', 'description': 'the reply, withheld'},
         },
     },
     'ChatSessionEnded': {

@@ -1,4 +1,5 @@
-"""Cross-cutting request handling: request ids, access log, body limit."""
+"""Cross-cutting request handling: request ids, access log, body limit, and
+the answer rendered while its errors can still be answered."""
 
 import itertools
 import logging
@@ -81,3 +82,22 @@ class BodyLimit:
             raise falcon.HTTPContentTooLarge(
                 description=f'The body is larger than {self.max_body_bytes} bytes.'
             )
+
+
+class RenderBody:
+    """Serialises the answer before it is logged and counted.
+
+    Falcon renders the body after every middleware has run; an answer that
+    cannot be serialised (a NaN, which no answer may carry: a bug) would then
+    go out as an empty 500, logged and counted as the success it was not.
+    Rendered here, it raises where the error handler answers it as a problem.
+    """
+
+    def process_response(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        resource: Any,
+        req_succeeded: bool,
+    ) -> None:
+        resp.render_body()

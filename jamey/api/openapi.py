@@ -145,7 +145,9 @@ class OpenApi:
     schemas: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, document: dict[str, Any]) -> None:
-        self.body = json.dumps(document, separators=(',', ':')).encode()
+        self.body = json.dumps(
+            document, separators=(',', ':'), allow_nan=False
+        ).encode()
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data = self.body

@@ -25,6 +25,7 @@ _CODES = {
     404: 'not_found',
     405: 'method_not_allowed',
     406: 'not_acceptable',
+    408: 'request_timeout',
     411: 'length_required',
     413: 'body_too_large',
     415: 'unsupported_media_type',
@@ -70,7 +71,7 @@ def problem_body(
     rid = logs.request_id.get()
     if rid is not None:
         document['request_id'] = rid
-    return json.dumps(document).encode()
+    return json.dumps(document, allow_nan=False).encode()
 
 
 def serialize(

@@ -1,5 +1,6 @@
 """``/vault``: thin adapters over jamey.vault."""
 
+import logging
 from pathlib import Path
 from typing import Any
 from typing import ClassVar
@@ -19,6 +20,8 @@ from jamey.errors import VaultConfigError
 from jamey.errors import VaultError
 from jamey.errors import VaultSpaceError
 from jamey.vault import Vault
+
+log = logging.getLogger('jamey.vault')
 
 # What each failure of the vault answers; the rest is a finding about a
 # backup (verify reports it) or a fault of the daemon (500).
@@ -56,9 +59,22 @@ SCHEMAS: dict[str, Any] = {
             'backups': {'type': 'array', 'items': ref('Backup')},
             'unreadable': {
                 'type': 'array',
-                'items': {'type': 'string'},
+                'items': ref('Unreadable'),
                 'description': 'files named like backups whose headers fail',
             },
+        },
+    },
+    'Unreadable': {
+        'type': 'object',
+        'required': ['file', 'code', 'detail'],
+        'properties': {
+            'file': {'type': 'string', 'description': 'its name in the vault'},
+            'code': {
+                'type': 'string',
+                'description': 'why: not_a_backup, header_damaged, truncated,'
+                ' misnamed (the header names another backup), os_error',
+            },
+            'detail': {'type': 'string'},
         },
     },
     'Verification': {
@@ -128,9 +144,14 @@ class Backups:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         query.params(req, ())
         backups, unreadable = self.vault.backups()
+        for entry in unreadable:
+            if entry.error is not None:  # what the system said, with the path
+                log.warning(
+                    'vault.unreadable', extra={'file': entry.file, 'error': entry.error}
+                )
         resp.media = {
             'backups': [b.as_dict() for b in backups],
-            'unreadable': unreadable,
+            'unreadable': [u.as_dict() for u in unreadable],
         }
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:

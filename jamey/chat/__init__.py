@@ -18,8 +18,9 @@ so the audit log holds the text that decided.
 Refused turns stay in memory as a record but never join the conversation
 again, or one refusal would refuse every later message. The model's reply
 is judged without an entity (it is Jamey's speech, not the entity's): a
-denied reply is withheld. When the model fails nothing is stored; the
-message's judgement stays in the audit log.
+denied reply is withheld, from the answer (its judgement says why, not
+what), from memory and from the log. When the model fails nothing is
+stored; the message's judgement stays in the audit log.
 """
 
 import re
@@ -278,9 +279,12 @@ class Chat:
             self._prompt(req, earlier, recalled), deadline - RESERVE_S
         )
         verdict = judge(self.conscience, self.soul, self.audit, principal, reply)
-        result['reply_judgement'] = verdict
         if verdict['verdict'] == 'deny':
+            # Withheld from every field: the judgement keeps why (verdict,
+            # rules, where), never the text.
+            result['reply_judgement'] = {**verdict, 'action': None}
             return 'withheld', 'The reply was withheld: ' + _refusal(verdict, 'it')
+        result['reply_judgement'] = verdict
         result['reply'] = reply
         return 'answered', None
 

@@ -119,12 +119,12 @@ def cmd_list(args: argparse.Namespace, ctx: Context) -> int:
     backups, unreadable = ctx.vault.backups()
     document = {
         'backups': [b.as_dict() for b in backups],
-        'unreadable': unreadable,
+        'unreadable': [u.as_dict() for u in unreadable],
     }
     lines = [backup_line(b.as_dict()) for b in backups] or [
         f'(no backups in {ctx.vault.directory})'
     ]
-    lines += [f'unreadable: {u}' for u in unreadable]
+    lines += [f'unreadable: {u.file}: {u.detail} ({u.code})' for u in unreadable]
     emit(args, document, '\n'.join(lines))
     return EX_OK
 

@@ -273,6 +273,7 @@ class Daemon:
             api.max_body_bytes,
             api.connection_limit,
             api.max_header_bytes,
+            self._policy,
         )
         if self.settings.tls.listen:
             # ssl loads only where a TLS listener is configured.

@@ -4,7 +4,11 @@ waitress normally owns a thread's loop; here the daemon turns the crank
 (``serve_once``), so the watchdog ping comes from the same loop that accepts
 connections, and a wedged loop stops the pings. Signals wake the loop through
 ``signal.set_wakeup_fd``, and shutdown can stop accepting while requests in
-flight (even half-received ones from slow clients) finish.
+flight (even half-received ones from slow clients) finish. A request that has
+not arrived in full within ``api.request_timeout_s`` of its first byte (a
+``Content-Length`` longer than the body sent) is answered 408 and its
+connection closed: waitress alone would wait for the rest, and close the
+connection silently only after two minutes.
 """
 
 import contextlib
@@ -24,23 +28,35 @@ from waitress.server import BaseWSGIServer
 from waitress.server import create_server
 from waitress.task import ErrorTask
 from waitress.task import WSGITask
+from waitress.utilities import Error
 
 from jamey.api.access import ARRIVED_KEY
 from jamey.api.access import LISTENER_KEY
+from jamey.api.access import SECURITY_HEADERS
 from jamey.api.access import UNIX
+from jamey.api.access import Policy
 from jamey.api.problems import PROBLEM_JSON
 from jamey.api.problems import problem_body
 from jamey.errors import UnsafeDirectoryError
 
 log = logging.getLogger('jamey.daemon')
+# How often the loop looks for requests that are late, while any connection
+# is open (an idle daemon without connections sleeps as long as it likes).
+_LATE_SWEEP_S = 1.0
 
 
 class ListenerError(Exception):
     """The socket cannot be served (in use, or its directory is unusable)."""
 
 
+class _RequestTimeoutError(Error):
+    code = 408
+    reason = 'Request Timeout'
+
+
 class _ProblemErrorTask(ErrorTask):
-    """waitress's own errors (oversized or malformed requests) as problem+json."""
+    """waitress's own errors (oversized or malformed requests) as problem+json,
+    with the headers every answer of the app carries."""
 
     def execute(self) -> None:
         # NOTE: the waitress stubs type ``request`` as the error itself; at
@@ -48,7 +64,11 @@ class _ProblemErrorTask(ErrorTask):
         error = typing.cast(Any, self.request).error
         body = problem_body(error.code, error.body)
         self.status = f'{error.code} {error.reason}'
-        self.response_headers = [*self.response_headers, ('Content-Type', PROBLEM_JSON)]
+        self.response_headers = [
+            *self.response_headers,
+            ('Content-Type', PROBLEM_JSON),
+            *SECURITY_HEADERS,
+        ]
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
@@ -80,6 +100,26 @@ class ProblemChannel(HTTPChannel):
     parser_class = StampedParser
     task_class = ListenerTask
     error_task_class = _ProblemErrorTask
+
+    def answer_late(self, error: Error) -> None:
+        """Answer the request still arriving with ``error`` and close the
+        connection; what arrived of it is dropped. As waitress does with a
+        malformed request: a request that carries the error, served by a
+        worker (nothing more is read meanwhile: the channel is not readable
+        while a request is queued)."""
+        # NOTE: the waitress stubs lack requests_lock and type add_task's
+        # argument as a task; at run time it takes the channel.
+        channel = typing.cast(Any, self)
+        with channel.requests_lock:
+            partial = self.request
+            if partial is None or self.requests:
+                return
+            late = self.parser_class(self.adj)
+            late.error = error
+            self.requests = [late]
+            self.request = None
+        partial.close()
+        self.server.add_task(channel)
 
     def handle_error(self) -> None:
         # NOTE: waitress's own handler logs a compact traceback (file paths
@@ -156,9 +196,12 @@ class UnixListener:
         threads: int,
         max_body_bytes: int,
         connection_limit: int,
-        max_header_bytes: int = 16_384,
+        max_header_bytes: int,
+        policy: Policy,
     ) -> None:
         self.path = path
+        self.policy = policy
+        self._next_sweep = 0.0
         try:
             if not path.parent.is_dir():
                 # Group members may reach the socket (mode 0660) through it.
@@ -201,8 +244,25 @@ class UnixListener:
         return self._wakeup_writer.fileno()
 
     def serve_once(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for I/O and handle what arrived."""
+        """Wait up to ``timeout`` seconds for I/O and handle what arrived;
+        answer the requests that are late (see the module)."""
+        channels = typing.cast(dict[int, ProblemChannel], self.server.active_channels)
+        if channels:
+            timeout = min(timeout, _LATE_SWEEP_S)
         wasyncore.loop(timeout=timeout, map=self._map, use_poll=True, count=1)
+        now = time.perf_counter()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + _LATE_SWEEP_S
+        limit_s = self.policy.request_timeout_s
+        for channel in list(channels.values()):
+            request = typing.cast(StampedParser | None, channel.request)
+            if request is not None and now - request.arrived > limit_s:
+                channel.answer_late(
+                    _RequestTimeoutError(
+                        f'The request did not arrive in full within {limit_s:g} s.'
+                    )
+                )
 
     def stop_accepting(self) -> None:
         """Close the listening socket and remove its file: new clients fail fast."""

@@ -45,7 +45,8 @@ def parse_request(raw: bytes | bytearray) -> Request:
             f'The message is larger than {MAX_MESSAGE_BYTES} bytes.',
         )
     try:
-        body = validation.require_object(validation.json_document(bytes(raw)))
+        document = validation.json_document(bytes(raw), inner='payload')
+        body = validation.require_object(document)
         validation.reject_unknown(body, FIELDS)
         validation.require_fields(body, ('message_id', 'payload'))
         message_id = validation.text('message_id', body['message_id'], MAX_ID_CHARS)
@@ -71,7 +72,9 @@ def encode(
         'payload': payload,
         'metadata': {'client_id': client_id, 'correlation_id': correlation_id},
     }
-    return json.dumps(document, ensure_ascii=False, separators=(',', ':')).encode()
+    return json.dumps(
+        document, ensure_ascii=False, separators=(',', ':'), allow_nan=False
+    ).encode()
 
 
 def error_payload(refused: RefusedError) -> dict[str, Any]:

@@ -131,7 +131,30 @@ def check_id(backup_id: str) -> str:
         raise BackupNotFoundError(f'{backup_id!r} is not a backup id') from None
 
 
-def scan(directory: Path) -> tuple[list[Backup], list[str]]:
+class Unreadable(NamedTuple):
+    """A file named like a backup that does not list as one: its name (never
+    its path), a stable ``code`` and what it means; ``error`` is what the
+    system said, with the path, for the log only."""
+
+    file: str
+    code: str
+    detail: str
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {'file': self.file, 'code': self.code, 'detail': self.detail}
+
+
+def _unreadable(path: Path, exc: VaultError | OSError) -> Unreadable:
+    if isinstance(exc, VaultError):
+        return Unreadable(path.name, exc.code, str(exc))
+    symbol = errno.errorcode.get(exc.errno or 0, 'an error')
+    return Unreadable(
+        path.name, 'os_error', f'The file cannot be read ({symbol}).', str(exc)
+    )
+
+
+def scan(directory: Path) -> tuple[list[Backup], list[Unreadable]]:
     """The backups in ``directory``, oldest first, and the files named like
     backups whose headers cannot be read (with why)."""
     backups, unreadable = [], []
@@ -144,12 +167,18 @@ def scan(directory: Path) -> tuple[list[Backup], list[str]]:
                     header = read_header(f, mode_fields)
                     size = os.fstat(f.fileno()).st_size
             except (VaultError, OSError) as exc:
-                unreadable.append(f'{path.name}: {exc}')
+                unreadable.append(_unreadable(path, exc))
                 continue
             if path.name == header.id + SUFFIX:
                 backups.append(Backup(header, path, size))
             else:
-                unreadable.append(f'{path.name}: the header names backup {header.id}')
+                unreadable.append(
+                    Unreadable(
+                        path.name,
+                        'misnamed',
+                        f'The header names backup {header.id}.',
+                    )
+                )
     backups.sort(key=lambda b: (b.header.created_ms, b.id))
     return backups, sorted(unreadable)
 
@@ -201,7 +230,7 @@ class Vault:
 
     # -- reading ---------------------------------------------------------
 
-    def backups(self) -> tuple[list[Backup], list[str]]:
+    def backups(self) -> tuple[list[Backup], list[Unreadable]]:
         return scan(self.directory)
 
     def find(self, backup_id: str) -> Backup:
