@@ -75,10 +75,23 @@ def sibling(broker: Broker) -> Iterator[Sibling]:
     client.close()
 
 
+# Every daemon a test started, stopped after it (a test that ends early or
+# forgets would otherwise leave a jameyd running for good).
+_started: list[Jameyd] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_started() -> Iterator[None]:
+    yield
+    while _started:
+        _started.pop().stop()
+
+
 def start_jameyd(
     root: Path, broker: Broker, device_id: str = 'dev-a', **env: str
 ) -> Jameyd:
     daemon = Jameyd(root, env={**broker.jameyd_env(device_id), **env})
+    _started.append(daemon)
     return daemon.start()
 
 
