@@ -415,7 +415,7 @@ class _TlsServer(TcpWSGIServer):
                 channel.close_for('idle_timeout')
 
     def maintenance(self, now: float) -> None:
-        """waitress's idle sweep; deadlines are enforced on every turn instead."""
+        """waitress's idle sweep: ``enforce_deadlines`` does it, each tick."""
 
     def pull_trigger(self) -> None:
         """Re-arm the connection a worker serves; otherwise wake the loop."""
@@ -444,7 +444,6 @@ class TlsListener:
             threads=settings.threads,
             # The listener enforces its own limits (see the module's docstring).
             connection_limit=10_000,
-            channel_timeout=settings.idle_timeout_s,
             max_request_body_size=max_body_bytes,
             max_request_header_size=max_header_bytes,
             url_scheme='https',
