@@ -296,7 +296,10 @@ def test_writes_continue_during_a_backup(make_jameyd: Any, sdir: Path) -> None:
     """The daemon keeps serving writes while it backs up; the snapshot holds
     a counter table and its total as of one moment."""
     daemon = make_jameyd(env=vault_env(sdir)).start()
-    fill(daemon, 48)
+    # Enough that the backup outlasts several store round trips (it reads
+    # about 400 MB a second here: 48 MB gave a quarter of a second, and once
+    # no store fitted inside it).
+    fill(daemon, 192)
     conn = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
     conn.setbusytimeout(5000)
     conn.execute(
