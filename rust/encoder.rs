@@ -58,7 +58,7 @@ impl Encoder {
     /// `tokenizer.json`. Texts are cut at `max_tokens` tokens (the model's
     /// own limit, special tokens included); `threads` threads compute.
     pub fn new(
-        weights: Vec<u8>,
+        weights: &[u8],
         config: &str,
         tokenizer: &[u8],
         max_tokens: usize,
@@ -73,7 +73,7 @@ impl Encoder {
                 config.max_position_embeddings
             )));
         }
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
+        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(|e| EncoderError::Weights(e.to_string()))?;
         let model =
             BertModel::load(vb, &config).map_err(|e| EncoderError::Weights(e.to_string()))?;

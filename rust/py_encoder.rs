@@ -33,12 +33,11 @@ impl Encoder {
         max_tokens: usize,
         threads: usize,
     ) -> PyResult<Self> {
-        let weights = weights.as_bytes().to_vec();
-        let tokenizer = tokenizer.as_bytes().to_vec();
-        let config = config.to_owned();
-        let inner = py.detach(move || {
-            encoder::Encoder::new(weights, &config, &tokenizer, max_tokens, threads)
-        })?;
+        // Borrowed, not copied: the bytes objects outlive the call, and the
+        // tensors are built from them in place.
+        let (weights, tokenizer) = (weights.as_bytes(), tokenizer.as_bytes());
+        let inner =
+            py.detach(|| encoder::Encoder::new(weights, config, tokenizer, max_tokens, threads))?;
         Ok(Self { inner })
     }
 
