@@ -57,27 +57,53 @@ class Scorer:
         rules: ``(name, weight, violations, affirmations)`` for each enabled
             rule, in a stable order (scores are summed in that order).
         deny_weight: a net-violated rule at least this heavy denies.
+        examples: ``(examples, counterexamples)`` embeddings for each rule,
+            in the order of ``rules`` (unit vectors, all of one length).
+        threshold: the similarity a nearest example or counterexample must
+            pass to judge; required with ``examples``.
 
     Raises:
-        RuleError: a weight is not a finite number above 0, or a phrase has
-            no words.
+        RuleError: a weight is not a finite number above 0, a phrase has no
+            words, an embedding is not finite or not of the others' length,
+            or the threshold is not in (0, 1].
     """
 
     def __new__(
         cls,
         rules: list[tuple[str, float, list[str], list[str]]],
         deny_weight: float,
+        *,
+        examples: list[tuple[list[list[float]], list[list[float]]]] | None = None,
+        threshold: float | None = None,
     ) -> Scorer: ...
     def evaluate(
-        self, text: str, *, deny_weight: float | None = None
-    ) -> tuple[float, str, list[tuple[str, str, str, int, int, bool]]]:
-        """Judge ``text``; returns ``(score, verdict, findings)``.
+        self,
+        text: str,
+        *,
+        deny_weight: float | None = None,
+        embedding: list[float] | None = None,
+    ) -> tuple[
+        float,
+        str,
+        list[tuple[str, str, str, int, int, bool]],
+        list[
+            tuple[str, str, float, tuple[int, float] | None, tuple[int, float] | None]
+        ],
+    ]:
+        """Judge ``text``; returns ``(score, verdict, findings, meanings)``.
 
         Each finding is ``(rule, polarity, phrase, start, end, negated)``
-        with character offsets into ``text``. ``deny_weight`` overrides the
-        scorer's own for this text (ValueError unless finite and above 0).
-        The GIL is released while scoring a text of 4 KiB or more (shorter
-        ones take less time than handing the GIL over).
+        with character offsets into ``text``. Each meaning is ``(rule,
+        outcome, strength, example, counterexample)`` for a rule with
+        examples or counterexamples: the outcome is ``violated``,
+        ``cleared`` or ``unsure``; example and counterexample are the
+        nearest one's ``(index, similarity)``. ``embedding`` is the text's,
+        from the encoder that embedded the examples; without it (or without
+        examples) the phrases judge alone and ``meanings`` is empty.
+        ``deny_weight`` overrides the scorer's own for this text (ValueError
+        unless finite and above 0). The GIL is released while scoring a text
+        of 4 KiB or more (shorter ones take less time than handing the GIL
+        over).
         """
 
 @final

@@ -293,6 +293,28 @@ class ConscienceSettings:
         maximum=100.0,
         live=True,
     )
+    meaning: str = setting(
+        'required',
+        "Judge by the rules' examples with the sentence encoder: required"
+        ' (no start without the model), optional (phrases alone and health'
+        ' degraded without it) or off',
+        choices=('required', 'optional', 'off'),
+    )
+    example_threshold: float = setting(
+        0.6,
+        'Similarity a nearest example or counterexample must pass to judge',
+        minimum=0.05,
+        maximum=1.0,
+        live=True,
+    )
+    model_file: str = setting(
+        '',
+        "The sentence encoder's model archive (empty: the installed model package's)",
+        optional=True,
+    )
+    encoder_threads: int = setting(
+        1, 'Threads that compute one embedding', minimum=1, maximum=16
+    )
 
 
 def _ttl(default: int, layer: str) -> Any:

@@ -4,6 +4,10 @@ SQLite holds the rules and a ``rules_version`` that goes up with every
 change, in the same transaction. The compiled scorer and the version it was
 built from are held as one pair and replaced as one, so every evaluation is
 judged by exactly one rule set and says which.
+
+A rule is judged by its phrases and, where the sentence encoder is loaded,
+by its examples and counterexamples: the text's embedding against theirs
+(``jamey.meaning``, ``docs/conscience.md``).
 """
 
 import json
@@ -22,6 +26,7 @@ from jamey.errors import ConflictError
 from jamey.errors import InputError
 from jamey.errors import NotFoundError
 from jamey.errors import RuleError
+from jamey.meaning import ExampleEmbeddings
 from jamey.storage import Database
 
 MAX_ACTION_CHARS = 10_000
@@ -29,8 +34,23 @@ MAX_DESCRIPTION_CHARS = 500
 MAX_PHRASE_CHARS = 100
 MAX_PHRASES = 200
 MAX_WEIGHT = 100.0
-RULE_FIELDS = ('name', 'description', 'weight', 'violations', 'affirmations', 'enabled')
-NO_PHRASES_WARNING = 'The rule has no phrases yet, so it matches nothing.'
+MAX_EXAMPLE_CHARS = 500
+MAX_EXAMPLES = 400
+RULE_FIELDS = (
+    'name',
+    'description',
+    'weight',
+    'violations',
+    'affirmations',
+    'examples',
+    'counterexamples',
+    'enabled',
+)
+NO_PHRASES_WARNING = (
+    'The rule has no phrases and no examples yet, so it matches nothing.'
+)
+LAYER_PHRASES = 'phrases'
+LAYER_EXAMPLES = 'examples'
 
 
 class Rule(NamedTuple):
@@ -39,6 +59,8 @@ class Rule(NamedTuple):
     weight: float
     violations: tuple[str, ...]
     affirmations: tuple[str, ...]
+    examples: tuple[str, ...]
+    counterexamples: tuple[str, ...]
     enabled: bool
     created_at: str
     updated_at: str
@@ -50,6 +72,8 @@ class Rule(NamedTuple):
             'weight': self.weight,
             'violations': list(self.violations),
             'affirmations': list(self.affirmations),
+            'examples': list(self.examples),
+            'counterexamples': list(self.counterexamples),
             'enabled': self.enabled,
             'created_at': self.created_at,
             'updated_at': self.updated_at,
@@ -57,17 +81,26 @@ class Rule(NamedTuple):
 
     @property
     def warnings(self) -> list[str]:
-        return [] if self.violations or self.affirmations else [NO_PHRASES_WARNING]
+        judged = (
+            self.violations
+            or self.affirmations
+            or self.examples
+            or self.counterexamples
+        )
+        return [] if judged else [NO_PHRASES_WARNING]
 
 
 def _rule_from_row(row: tuple[Any, ...]) -> Rule:
-    name, description, weight, violations, affirmations, enabled, created, updated = row
+    name, description, weight, violations, affirmations, examples, counter = row[:7]
+    enabled, created, updated = row[7:]
     return Rule(
         name,
         description,
         weight,
         tuple(json.loads(violations)),
         tuple(json.loads(affirmations)),
+        tuple(json.loads(examples)),
+        tuple(json.loads(counter)),
         bool(enabled),
         created,
         updated,
@@ -88,6 +121,10 @@ def _phrases(field: str, value: Any) -> list[str]:
     return phrases
 
 
+def _examples(field: str, value: Any) -> list[str]:
+    return validation.text_list(field, value, MAX_EXAMPLES, MAX_EXAMPLE_CHARS)
+
+
 def _checked_fields(body: dict[str, Any]) -> dict[str, Any]:
     """Validate the rule fields present in ``body`` (all optional here)."""
     checks: dict[str, Callable[[str, Any], Any]] = {
@@ -96,15 +133,18 @@ def _checked_fields(body: dict[str, Any]) -> dict[str, Any]:
         'weight': lambda f, v: validation.number(f, v, 0.0, MAX_WEIGHT),
         'violations': _phrases,
         'affirmations': _phrases,
+        'examples': _examples,
+        'counterexamples': _examples,
         'enabled': validation.boolean,
     }
     return {field: checks[field](field, value) for field, value in body.items()}
 
 
 _SELECT = (
-    'SELECT name, description, weight, violations, affirmations, enabled,'
-    ' created_at, updated_at FROM rules'
+    'SELECT name, description, weight, violations, affirmations, examples,'
+    ' counterexamples, enabled, created_at, updated_at FROM rules'
 )
+_LISTS = ('violations', 'affirmations', 'examples', 'counterexamples')
 _BUMP = (
     'UPDATE meta SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)'
     " WHERE key = 'rules_version'"
@@ -119,59 +159,106 @@ class Compiled(NamedTuple):
     scorer: Scorer
     # The highest score an action can reach: every enabled rule affirmed.
     max_score: float
+    # The enabled rules, in the scorer's order, for naming examples by index;
+    # empty when meaning is not judged.
+    rules: tuple[Rule, ...]
 
 
 class Conscience:
-    """Rules and their evaluation; safe to use from many threads."""
+    """Rules and their evaluation; safe to use from many threads.
+
+    With ``embeddings`` (the sentence encoder loaded), rules are judged by
+    their examples too; ``threshold`` is the similarity a nearest example or
+    counterexample must pass for it to judge.
+    """
 
     def __init__(
         self,
         db: Database,
         deny_weight: float = 8.0,
         clock: Callable[[], float] = time.time,
+        *,
+        embeddings: ExampleEmbeddings | None = None,
+        threshold: float = 1.0,
     ) -> None:
         self.db = db
         self.deny_weight = deny_weight
+        self.threshold = threshold
+        self.embeddings = embeddings
         self._clock = clock
         self._swap = threading.Lock()
-        self._compiled = Compiled(0, Scorer([], deny_weight), 0.0)
+        self._compiled = Compiled(0, Scorer([], deny_weight), 0.0, ())
         self.reload()
 
-    def reload(self, deny_weight: float | None = None) -> int:
+    def reload(
+        self, deny_weight: float | None = None, threshold: float | None = None
+    ) -> int:
         """Recompile from the database; returns the rules version now in force.
 
         Two writers can finish in either order; comparing versions under the
-        lock means an older compilation never replaces a newer one.
+        lock means an older compilation never replaces a newer one. Examples
+        new to the cache are encoded here, outside every transaction.
         """
         weight = self.deny_weight if deny_weight is None else deny_weight
+        bar = self.threshold if threshold is None else threshold
         version, rules = self.rules()
-        enabled = [
+        enabled = tuple(r for r in rules if r.enabled)
+        specs = [
             (r.name, r.weight, list(r.violations), list(r.affirmations))
-            for r in rules
-            if r.enabled
+            for r in enabled
         ]
+        judged_by_meaning = self.embeddings is not None and any(
+            r.examples or r.counterexamples for r in enabled
+        )
+        if self.embeddings is not None and judged_by_meaning:
+            vectors = self.embeddings.vectors(
+                t for r in enabled for t in (*r.examples, *r.counterexamples)
+            )
+            examples = [
+                (
+                    [vectors[t] for t in r.examples],
+                    [vectors[t] for t in r.counterexamples],
+                )
+                for r in enabled
+            ]
+            scorer = Scorer(specs, weight, examples=examples, threshold=bar)
+        else:
+            scorer = Scorer(specs, weight)
         compiled = Compiled(
-            version, Scorer(enabled, weight), sum(rule[1] for rule in enabled)
+            version,
+            scorer,
+            sum(r.weight for r in enabled),
+            enabled if judged_by_meaning else (),
         )
         with self._swap:
             if version >= self._compiled.version:
                 self._compiled = compiled
                 self.deny_weight = weight
+                self.threshold = bar
             return self._compiled.version
 
     def evaluate(self, action: Any, deny_weight: float | None = None) -> dict[str, Any]:
-        """Judge an action; the result names the rule set that judged it.
+        """Judge an action; the result names the rule set that judged it and
+        the layer that decided (``phrases`` or ``examples``).
 
         ``deny_weight`` replaces ``conscience.deny_weight`` for this action
         (stricter judgement of someone trusted less).
         """
         validation.text('action', action, MAX_ACTION_CHARS)
-        version, scorer, max_score = self._compiled  # one read: one rule set
-        score, verdict, findings = scorer.evaluate(action, deny_weight=deny_weight)
+        compiled = self._compiled  # one read: one rule set
+        embedding = None
+        if compiled.rules and self.embeddings is not None:
+            embedding = self.embeddings.encode(action)
+        score, verdict, findings, meanings = compiled.scorer.evaluate(
+            action, deny_weight=deny_weight, embedding=embedding
+        )
+        by_rule = {r.name: r for r in compiled.rules}
+        outcomes = {rule: outcome for rule, outcome, *_ in meanings}
         return {
             'action': action,
             'score': score,
             'verdict': verdict,
+            'layer': _layer(verdict, findings, outcomes),
             'findings': [
                 {
                     'rule': rule,
@@ -180,11 +267,25 @@ class Conscience:
                     'start': start,
                     'end': end,
                     'negated': negated,
+                    'overruled': polarity == 'violation'
+                    and outcomes.get(rule) == 'cleared',
                 }
                 for rule, polarity, phrase, start, end, negated in findings
             ],
-            'rules_version': version,
-            'max_score': max_score,
+            'meaning': [
+                {
+                    'rule': rule,
+                    'outcome': outcome,
+                    'strength': round(strength, 4),
+                    'example': _nearest(by_rule[rule].examples, example),
+                    'counterexample': _nearest(
+                        by_rule[rule].counterexamples, counterexample
+                    ),
+                }
+                for rule, outcome, strength, example, counterexample in meanings
+            ],
+            'rules_version': compiled.version,
+            'max_score': compiled.max_score,
         }
 
     def rules(self) -> tuple[int, list[Rule]]:
@@ -222,6 +323,8 @@ class Conscience:
         fields = {
             'violations': [],
             'affirmations': [],
+            'examples': [],
+            'counterexamples': [],
             'enabled': True,
             **_checked_fields(body),
         }
@@ -229,14 +332,13 @@ class Conscience:
         try:
             version = self._write(
                 'INSERT INTO rules (name, description, weight, violations,'
-                ' affirmations, enabled, created_at, updated_at)'
-                ' VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+                ' affirmations, examples, counterexamples, enabled, created_at,'
+                ' updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
                 (
                     fields['name'],
                     fields['description'],
                     fields['weight'],
-                    json.dumps(fields['violations']),
-                    json.dumps(fields['affirmations']),
+                    *(json.dumps(fields[f]) for f in _LISTS),
                     int(fields['enabled']),
                     now,
                     now,
@@ -266,12 +368,12 @@ class Conscience:
         merged = {**current.as_dict(), **fields}
         version = self._write(
             'UPDATE rules SET description = ?, weight = ?, violations = ?,'
-            ' affirmations = ?, enabled = ?, updated_at = ? WHERE name = ?',
+            ' affirmations = ?, examples = ?, counterexamples = ?, enabled = ?,'
+            ' updated_at = ? WHERE name = ?',
             (
                 merged['description'],
                 merged['weight'],
-                json.dumps(merged['violations']),
-                json.dumps(merged['affirmations']),
+                *(json.dumps(merged[f]) for f in _LISTS),
                 int(merged['enabled']),
                 iso_utc(self._clock()),
                 name,
@@ -289,3 +391,40 @@ class Conscience:
             conn.execute(sql, params)
             conn.execute(_BUMP)
         return self.reload()
+
+
+def broken_rules(evaluation: dict[str, Any]) -> list[str]:
+    """The rules an evaluation found violated, by phrase or by meaning, sorted."""
+    rules = {m['rule'] for m in evaluation['meaning'] if m['outcome'] == 'violated'}
+    rules.update(
+        f['rule']
+        for f in evaluation['findings']
+        if f['polarity'] == 'violation' and not f['overruled']
+    )
+    return sorted(rules)
+
+
+def _nearest(texts: tuple[str, ...], found: tuple[int, float] | None) -> Any:
+    """A nearest example or counterexample as the API shows it."""
+    if found is None:
+        return None
+    index, similarity = found
+    return {'text': texts[index], 'similarity': round(similarity, 4)}
+
+
+def _layer(
+    verdict: str,
+    findings: list[tuple[str, str, str, int, int, bool]],
+    outcomes: dict[str, str],
+) -> str:
+    """The layer that decided: ``examples`` where a rule was violated by
+    meaning (for a verdict other than allow) or had its phrase violations
+    overruled by a counterexample (for allow); ``phrases`` otherwise."""
+    if verdict != 'allow':
+        decided = any(o == 'violated' for o in outcomes.values())
+    else:
+        decided = any(
+            polarity == 'violation' and outcomes.get(rule) == 'cleared'
+            for rule, polarity, *_ in findings
+        )
+    return LAYER_EXAMPLES if decided else LAYER_PHRASES

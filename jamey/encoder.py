@@ -36,6 +36,8 @@ WEIGHTS = _Pinned(
     'model.safetensors',
     '53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db',
 )
+# Names the embeddings this model computes, in caches and seed files.
+MODEL_ID = f'{MODEL_NAME}@{WEIGHTS.sha256[:12]}'
 CONFIG = _Pinned(
     'config.json', '953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41'
 )

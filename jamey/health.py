@@ -73,6 +73,7 @@ class HealthChecks:
         backup_interval_s: float = 0.0,
         mqtt: 'Bridge | None' = None,
         llm: 'ModelBackend | None' = None,
+        model_missing: str | None = None,
     ) -> None:
         self.db = db
         self.memories = memories
@@ -80,6 +81,7 @@ class HealthChecks:
         self.backup_interval_s = backup_interval_s
         self.mqtt = mqtt
         self.llm = llm
+        self.model_missing = model_missing
         self.state_dir = state_dir
         self.thresholds = thresholds
         self._clock = clock
@@ -98,6 +100,8 @@ class HealthChecks:
             checks.append(self._broker(self.mqtt))
         if self.llm is not None:
             checks.append(self._llm(self.llm))
+        if self.model_missing is not None:
+            checks.append(self._meaning(self.model_missing))
         if any(c.critical and c.status == FAILING for c in checks):
             status = FAILING
         elif any(c.status != OK for c in checks):
@@ -179,6 +183,18 @@ class HealthChecks:
         detail = llm.health()
         status = DEGRADED if detail['consecutive_failures'] else OK
         return Check('llm', status, False, detail)
+
+    @staticmethod
+    def _meaning(error: str) -> Check:
+        """``conscience.meaning = "optional"`` and no model: the rules judge
+        by their phrases alone until the model is installed and jameyd
+        restarted."""
+        return Check(
+            'meaning',
+            DEGRADED,
+            False,
+            {'error': error, 'judged_by': 'phrases alone'},
+        )
 
     def _versions(self) -> Check:
         # Imported here: start-up does not need the extension yet.

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 mod encoder;
 mod error;
+mod meaning;
 mod memory;
 mod py_encoder;
 mod py_memory;

@@ -1,8 +1,12 @@
 //! PyO3 glue for the rule scorer; the logic lives in `scoring.rs`.
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
+use crate::error::RuleError;
+
+use crate::meaning::{Examples, Meaning};
 use crate::scoring;
 
 /// Texts at least this long are scored with the GIL released. A shorter one
@@ -14,6 +18,19 @@ const DETACH_BYTES: usize = 4096;
 /// A finding as Python sees it: (rule, polarity, phrase, start, end, negated).
 type PyFinding = (Py<PyString>, Py<PyString>, Py<PyString>, usize, usize, bool);
 
+/// A meaning as Python sees it: (rule, outcome, strength, nearest example's
+/// index and similarity, nearest counterexample's index and similarity).
+type PyMeaning = (
+    Py<PyString>,
+    &'static str,
+    f64,
+    Option<(usize, f32)>,
+    Option<(usize, f32)>,
+);
+
+/// `(examples, counterexamples)` of one rule, each a list of embeddings.
+type RuleExamples = (Vec<Vec<f32>>, Vec<Vec<f32>>);
+
 /// A compiled, immutable rule set.
 ///
 /// Args:
@@ -21,12 +38,19 @@ type PyFinding = (Py<PyString>, Py<PyString>, Py<PyString>, usize, usize, bool);
 ///         rule, in a stable order (scores are summed in that order).
 ///     deny_weight: a net-violated rule at least this heavy denies.
 ///
+///     examples: ``(examples, counterexamples)`` embeddings for each rule,
+///         in the order of ``rules`` (unit vectors, all of one length).
+///     threshold: the similarity a nearest example or counterexample must
+///         pass to judge; required with ``examples``.
+///
 /// Raises:
-///     RuleError: a weight is not a finite number above 0, or a phrase has
-///         no words.
+///     RuleError: a weight is not a finite number above 0, a phrase has no
+///         words, an embedding is not finite or not of the others' length,
+///         or the threshold is not in (0, 1].
 #[pyclass(module = "jamey._core", frozen)]
 pub struct Scorer {
     inner: scoring::Scorer,
+    examples: Option<Examples>,
     // Python strings made once, shared by every finding that names them: a
     // text that matches thousands of phrases costs no string copies.
     names: Vec<Py<PyString>>,
@@ -38,11 +62,33 @@ pub struct Scorer {
 #[pymethods]
 impl Scorer {
     #[new]
+    #[pyo3(signature = (rules, deny_weight, *, examples=None, threshold=None))]
     fn new(
         py: Python<'_>,
         rules: Vec<(String, f64, Vec<String>, Vec<String>)>,
         deny_weight: f64,
+        examples: Option<Vec<RuleExamples>>,
+        threshold: Option<f64>,
     ) -> PyResult<Self> {
+        let examples = match (examples, threshold) {
+            (None, None) => None,
+            (Some(examples), Some(threshold)) => {
+                if examples.len() != rules.len() {
+                    return Err(RuleError::new_err(format!(
+                        "examples are given for {} rules, not for the {}",
+                        examples.len(),
+                        rules.len()
+                    )));
+                }
+                let compiled = py.detach(|| Examples::new(examples, threshold));
+                Some(compiled.map_err(|e| RuleError::new_err(e.to_string()))?)
+            }
+            _ => {
+                return Err(PyValueError::new_err(
+                    "examples and threshold are given together or not at all",
+                ));
+            }
+        };
         let specs: Vec<scoring::RuleSpec> = rules
             .into_iter()
             .map(
@@ -69,6 +115,7 @@ impl Scorer {
             .collect();
         Ok(Scorer {
             inner,
+            examples,
             names,
             phrases,
             violation: intern(scoring::Polarity::Violation.as_str()),
@@ -76,32 +123,41 @@ impl Scorer {
         })
     }
 
-    /// Judge ``text``; returns ``(score, verdict, findings)``.
+    /// Judge ``text``; returns ``(score, verdict, findings, meanings)``.
     ///
     /// ``deny_weight`` overrides the scorer's own for this text (a stricter
-    /// judgement). The GIL is released while scoring a text of 4 KiB or
-    /// more, so request threads and the MQTT worker evaluate long texts in
-    /// parallel.
-    #[pyo3(signature = (text, *, deny_weight=None))]
+    /// judgement). ``embedding`` is the text's, from the encoder that
+    /// embedded the examples; without it (or without examples) the phrases
+    /// judge alone and ``meanings`` is empty. The GIL is released while
+    /// scoring a text of 4 KiB or more, so request threads and the MQTT
+    /// worker evaluate long texts in parallel.
+    #[pyo3(signature = (text, *, deny_weight=None, embedding=None))]
     fn evaluate(
         &self,
         py: Python<'_>,
         text: &str,
         deny_weight: Option<f64>,
-    ) -> PyResult<(f64, &'static str, Vec<PyFinding>)> {
+        embedding: Option<Vec<f32>>,
+    ) -> PyResult<(f64, &'static str, Vec<PyFinding>, Vec<PyMeaning>)> {
         let deny_weight = match deny_weight {
             Some(weight) if !(weight.is_finite() && weight > 0.0) => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                return Err(PyValueError::new_err(format!(
                     "deny_weight must be a finite number above 0, not {weight}"
                 )));
             }
             Some(weight) => weight,
             None => self.inner.deny_weight(),
         };
+        let meanings: Vec<Meaning> = match (&self.examples, embedding) {
+            (Some(examples), Some(embedding)) => examples
+                .judge(&embedding)
+                .map_err(|e| PyValueError::new_err(e.to_string()))?,
+            _ => Vec::new(),
+        };
         let result = if text.len() >= DETACH_BYTES {
-            py.detach(|| self.inner.evaluate_with(text, deny_weight))
+            py.detach(|| self.inner.evaluate_with(text, deny_weight, &meanings))
         } else {
-            self.inner.evaluate_with(text, deny_weight)
+            self.inner.evaluate_with(text, deny_weight, &meanings)
         };
         let findings = result
             .findings
@@ -121,6 +177,18 @@ impl Scorer {
                 )
             })
             .collect();
-        Ok((result.score, result.verdict.as_str(), findings))
+        let meanings = meanings
+            .into_iter()
+            .map(|m| {
+                (
+                    self.names[m.rule].clone_ref(py),
+                    m.outcome.as_str(),
+                    m.outcome.strength(),
+                    m.example.map(|n| (n.index, n.similarity)),
+                    m.counterexample.map(|n| (n.index, n.similarity)),
+                )
+            })
+            .collect();
+        Ok((result.score, result.verdict.as_str(), findings, meanings))
     }
 }

@@ -18,6 +18,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::RwLock;
 
 use rust_stemmers::{Algorithm, Stemmer};
+
+use crate::meaning::{Meaning, Outcome};
 use unicode_general_category::{get_general_category, GeneralCategory};
 use unicode_normalization::UnicodeNormalization;
 
@@ -457,13 +459,15 @@ impl Scorer {
     /// Judge a text with the scorer's own deny weight.
     #[cfg(test)]
     pub fn evaluate(&self, text: &str) -> Evaluation {
-        self.evaluate_with(text, self.deny_weight)
+        self.evaluate_with(text, self.deny_weight, &[])
     }
 
     /// Judge a text: every phrase found, each rule's net, the verdict. The
     /// deny weight may differ from the scorer's own (stricter for someone
     /// trusted less); the findings and the score do not depend on it.
-    pub fn evaluate_with(&self, text: &str, deny_weight: f64) -> Evaluation {
+    /// `meanings` are what the rules' examples say about the text (see
+    /// `meaning.rs`); a rule they say nothing about is judged by its phrases.
+    pub fn evaluate_with(&self, text: &str, deny_weight: f64, meanings: &[Meaning]) -> Evaluation {
         let tokens = self.scan(text);
         let mut findings = Vec::new();
         for start in 0..tokens.len() {
@@ -492,7 +496,7 @@ impl Scorer {
                 }
             }
         }
-        self.judge(longest_only(findings), deny_weight)
+        self.judge(longest_only(findings), deny_weight, meanings)
     }
 
     /// Tokens of `text` with their stem ids. Normalising and stemming are
@@ -552,20 +556,32 @@ impl Scorer {
         }
     }
 
-    fn judge(&self, findings: Vec<Finding>, deny_weight: f64) -> Evaluation {
-        let mut nets = vec![0i64; self.rules.len()];
+    /// Each rule's net: its phrases' (affirmations minus violations, clamped
+    /// to [-1, 1]), then what its examples say: a violation by meaning makes
+    /// the net at most minus its strength, and a rule cleared by a
+    /// counterexample has no net violation left.
+    fn judge(&self, findings: Vec<Finding>, deny_weight: f64, meanings: &[Meaning]) -> Evaluation {
+        let mut counts = vec![0i64; self.rules.len()];
         for finding in &findings {
-            nets[finding.rule] += match finding.polarity {
+            counts[finding.rule] += match finding.polarity {
                 Polarity::Affirmation => 1,
                 Polarity::Violation => -1,
+            };
+        }
+        let mut nets: Vec<f64> = counts.into_iter().map(|n| n.clamp(-1, 1) as f64).collect();
+        for meaning in meanings {
+            let net = &mut nets[meaning.rule];
+            *net = match meaning.outcome {
+                Outcome::Violated(strength) => net.min(-strength),
+                Outcome::Cleared => net.max(0.0),
+                Outcome::Unsure => *net,
             };
         }
         let mut score = 0.0;
         let mut verdict = Verdict::Allow;
         for (rule, net) in self.rules.iter().zip(nets) {
-            let net = net.clamp(-1, 1);
-            score += rule.weight * net as f64;
-            if net < 0 {
+            score += rule.weight * net;
+            if net < 0.0 {
                 if rule.weight >= deny_weight {
                     verdict = Verdict::Deny;
                 } else if verdict == Verdict::Allow {
@@ -656,7 +672,7 @@ mod tests {
     fn a_lower_deny_weight_only_changes_the_verdict() {
         let text = "they will make a mess";
         let usual = scorer().evaluate(text);
-        let strict = scorer().evaluate_with(text, 1.0);
+        let strict = scorer().evaluate_with(text, 1.0, &[]);
         assert_eq!(usual.verdict, Verdict::Review);
         assert_eq!(strict.verdict, Verdict::Deny);
         assert_eq!(
@@ -702,6 +718,33 @@ mod tests {
         let result = scorer().evaluate("kill kill kill, help");
         assert_eq!(result.score, -10.0);
         assert_eq!(result.findings.len(), 4);
+    }
+
+    #[test]
+    fn meanings_violate_or_clear_a_rule() {
+        use crate::meaning::Nearest;
+        let scorer = scorer();
+        let meaning = |outcome| Meaning {
+            rule: 0,
+            example: Some(Nearest {
+                index: 0,
+                similarity: 0.9,
+            }),
+            counterexample: None,
+            outcome,
+        };
+        let harmless = "I will kill the process";
+        assert_eq!(scorer.evaluate(harmless).verdict, Verdict::Deny);
+        let cleared = scorer.evaluate_with(harmless, 8.0, &[meaning(Outcome::Cleared)]);
+        assert_eq!(cleared.verdict, Verdict::Allow);
+        assert_eq!(cleared.findings.len(), 1, "the phrase is still reported");
+        let quiet = "I will make them disappear";
+        assert_eq!(scorer.evaluate(quiet).verdict, Verdict::Allow);
+        let violated = scorer.evaluate_with(quiet, 8.0, &[meaning(Outcome::Violated(0.25))]);
+        assert_eq!(violated.verdict, Verdict::Deny);
+        assert_eq!(violated.score, -2.5);
+        let unsure = scorer.evaluate_with(harmless, 8.0, &[meaning(Outcome::Unsure)]);
+        assert_eq!(unsure, scorer.evaluate(harmless));
     }
 
     #[test]

@@ -106,7 +106,9 @@ def test_sentences_get_the_verdict_a_person_expects(
 def test_a_rule_from_the_original_api_has_a_warning(conscience: Conscience) -> None:
     rule, version = conscience.create_rule(rule_body())
     assert version == 2
-    assert rule.warnings == ['The rule has no phrases yet, so it matches nothing.']
+    assert rule.warnings == [
+        'The rule has no phrases and no examples yet, so it matches nothing.'
+    ]
     assert rule.created_at == '2023-11-14T22:13:20.250Z'
     assert conscience.evaluate('make a mess')['rules_version'] == 2
 

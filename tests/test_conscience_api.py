@@ -46,6 +46,7 @@ def test_evaluate(jameyd: Jameyd) -> None:
             'start': 11,
             'end': 14,
             'negated': True,
+            'overruled': False,
         }
     ]
     status, _, body = post(jameyd, '/evaluate', {'action': 'I will harm you'})
@@ -115,7 +116,9 @@ def test_rules_crud_over_the_socket(jameyd: Jameyd) -> None:
     )
     assert status == 201
     assert headers['location'] == '/rules/tidy'
-    assert body['warnings'] == ['The rule has no phrases yet, so it matches nothing.']
+    assert body['warnings'] == [
+        'The rule has no phrases and no examples yet, so it matches nothing.'
+    ]
     assert body['rules_version'] == 2
     assert (
         post(jameyd, '/rules', {'name': 'tidy', 'description': 'x', 'weight': 1})[2][

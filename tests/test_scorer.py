@@ -125,7 +125,8 @@ def rust_evaluate(rules: list[Rule], deny_weight: float, text: str) -> tuple:
     )
     first = scorer.evaluate(text)
     assert scorer.evaluate(text) == first, 'a warm scorer judges the same'
-    return first
+    assert first[3] == [], 'without examples nothing is judged by meaning'
+    return first[:3]
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -149,7 +150,7 @@ def test_arbitrary_unicode_agrees_too(rules: list[Rule], text: str) -> None:
 def test_offsets_are_python_string_indices() -> None:
     sentence = '😡😡 Ｈａｒｍ and e\u0301 harmed'
     scorer = Scorer([('no-harm', 10.0, ['harm'], [])], 8.0)
-    _, _, findings = scorer.evaluate(sentence)
+    _, _, findings, _ = scorer.evaluate(sentence)
     assert [sentence[f[3] : f[4]] for f in findings] == ['Ｈａｒｍ', 'harmed']
 
 
@@ -165,8 +166,8 @@ def test_a_phrase_without_words_raises_rule_error() -> None:
 
 
 def test_empty_rule_set_and_empty_text() -> None:
-    assert Scorer([], 8.0).evaluate('anything') == (0.0, 'allow', [])
-    assert Scorer([('x', 1.0, ['a'], [])], 8.0).evaluate('') == (0.0, 'allow', [])
+    assert Scorer([], 8.0).evaluate('anything') == (0.0, 'allow', [], [])
+    assert Scorer([('x', 1.0, ['a'], [])], 8.0).evaluate('') == (0.0, 'allow', [], [])
 
 
 @pytest.mark.parametrize('weight', [0.0, -1.0, float('nan'), float('inf')])
@@ -182,3 +183,60 @@ def test_a_deny_weight_override_changes_only_the_verdict() -> None:
     strict = scorer.evaluate('a mess', deny_weight=5.0)
     assert (usual[1], strict[1]) == ('review', 'deny')
     assert (usual[0], usual[2]) == (strict[0], strict[2])
+
+
+def _unit(x: float, y: float) -> list[float]:
+    norm = (x * x + y * y) ** 0.5
+    return [x / norm, y / norm]
+
+
+def _scorer_with_examples() -> Scorer:
+    """``no-harm`` with one example along x and one counterexample along y."""
+    return Scorer(
+        [('no-harm', 10.0, ['kill'], []), ('tidy', 2.0, ['mess'], [])],
+        8.0,
+        examples=[([_unit(1, 0)], [_unit(0, 1)]), ([], [])],
+        threshold=0.5,
+    )
+
+
+def test_examples_violate_clear_or_leave_it_to_the_phrases() -> None:
+    scorer = _scorer_with_examples()
+    score, verdict, findings, meanings = scorer.evaluate(
+        'no phrase here', embedding=_unit(1, 0.1)
+    )
+    assert verdict == 'deny' and findings == []
+    [(rule, outcome, strength, example, counterexample)] = meanings
+    assert (rule, outcome, example[0], counterexample[0]) == (
+        'no-harm',
+        'violated',
+        0,
+        0,
+    )
+    assert 0 < strength <= 1 and score == -10.0 * strength
+    _, verdict, findings, meanings = scorer.evaluate(
+        'kill the process', embedding=_unit(0.1, 1)
+    )
+    assert verdict == 'allow' and len(findings) == 1
+    assert meanings[0][1] == 'cleared'
+    # Nothing near: the phrase decides, as without examples.
+    far = scorer.evaluate('kill the process', embedding=_unit(-1, -1))
+    assert far[:3] == scorer.evaluate('kill the process')[:3]
+    assert far[3][0][1] == 'unsure'
+
+
+def test_examples_are_checked_when_compiled() -> None:
+    rules = [('no-harm', 10.0, ['kill'], [])]
+    with pytest.raises(RuleError, match='values where the others have'):
+        Scorer(rules, 8.0, examples=[([[1.0, 0.0], [1.0]], [])], threshold=0.5)
+    with pytest.raises(RuleError, match='not finite'):
+        Scorer(rules, 8.0, examples=[([[float('nan'), 0.0]], [])], threshold=0.5)
+    for threshold in (0.0, 1.5, float('nan')):
+        with pytest.raises(RuleError, match='threshold'):
+            Scorer(rules, 8.0, examples=[([], [])], threshold=threshold)
+    with pytest.raises(RuleError, match='for 2 rules'):
+        Scorer(rules, 8.0, examples=[([], []), ([], [])], threshold=0.5)
+    with pytest.raises(ValueError, match='together'):
+        Scorer(rules, 8.0, examples=[([], [])])
+    with pytest.raises(ValueError, match='values where the others have'):
+        _scorer_with_examples().evaluate('x', embedding=[1.0, 0.0, 0.0])

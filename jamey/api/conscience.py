@@ -24,6 +24,24 @@ _PHRASES = {
     'maxItems': conscience.MAX_PHRASES,
     'items': text(conscience.MAX_PHRASE_CHARS),
 }
+_EXAMPLES = {
+    'type': 'array',
+    'maxItems': conscience.MAX_EXAMPLES,
+    'items': text(conscience.MAX_EXAMPLE_CHARS),
+}
+_NEAREST = {
+    'oneOf': [
+        {'type': 'null'},
+        {
+            'type': 'object',
+            'required': ['text', 'similarity'],
+            'properties': {
+                'text': {'type': 'string'},
+                'similarity': {'type': 'number', 'minimum': -1, 'maximum': 1},
+            },
+        },
+    ]
+}
 _RULE_FIELDS: dict[str, Any] = {
     'name': {'type': 'string', 'pattern': f'^{validation.SLUG.pattern}$'},
     'description': text(conscience.MAX_DESCRIPTION_CHARS),
@@ -34,6 +52,8 @@ _RULE_FIELDS: dict[str, Any] = {
     },
     'violations': _PHRASES,
     'affirmations': _PHRASES,
+    'examples': _EXAMPLES,
+    'counterexamples': _EXAMPLES,
     'enabled': {'type': 'boolean'},
 }
 SCHEMAS: dict[str, Any] = {
@@ -48,7 +68,15 @@ SCHEMAS: dict[str, Any] = {
     },
     'Finding': {
         'type': 'object',
-        'required': ['rule', 'polarity', 'phrase', 'start', 'end', 'negated'],
+        'required': [
+            'rule',
+            'polarity',
+            'phrase',
+            'start',
+            'end',
+            'negated',
+            'overruled',
+        ],
         'properties': {
             'rule': {'type': 'string'},
             'polarity': {'type': 'string', 'enum': ['violation', 'affirmation']},
@@ -56,6 +84,21 @@ SCHEMAS: dict[str, Any] = {
             'start': {'type': 'integer', 'minimum': 0},
             'end': {'type': 'integer', 'minimum': 0},
             'negated': {'type': 'boolean'},
+            'overruled': {
+                'type': 'boolean',
+                'description': "a violation its rule's nearest counterexample cleared",
+            },
+        },
+    },
+    'Meaning': {
+        'type': 'object',
+        'required': ['rule', 'outcome', 'strength', 'example', 'counterexample'],
+        'properties': {
+            'rule': {'type': 'string'},
+            'outcome': {'type': 'string', 'enum': ['violated', 'cleared', 'unsure']},
+            'strength': {'type': 'number', 'minimum': 0, 'maximum': 1},
+            'example': _NEAREST,
+            'counterexample': _NEAREST,
         },
     },
     'Evaluation': {
@@ -65,6 +108,8 @@ SCHEMAS: dict[str, Any] = {
             'score',
             'verdict',
             'findings',
+            'meaning',
+            'layer',
             'rules_version',
             'decision_id',
         ],
@@ -76,6 +121,12 @@ SCHEMAS: dict[str, Any] = {
             'max_score': {'type': 'number', 'minimum': 0},
             'verdict': {'type': 'string', 'enum': ['allow', 'review', 'deny']},
             'findings': {'type': 'array', 'items': ref('Finding')},
+            'meaning': {'type': 'array', 'items': ref('Meaning')},
+            'layer': {
+                'type': 'string',
+                'enum': [conscience.LAYER_PHRASES, conscience.LAYER_EXAMPLES],
+                'description': 'the layer that decided the verdict',
+            },
             'rules_version': {'type': 'integer'},
             'strictness': {'oneOf': [{'type': 'null'}, ref('Strictness')]},
             'emotion': {

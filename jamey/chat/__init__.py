@@ -33,6 +33,7 @@ from jamey.audit import AuditLog
 from jamey.chat.backend import ModelBackend
 from jamey.conscience import MAX_ACTION_CHARS
 from jamey.conscience import Conscience
+from jamey.conscience import broken_rules
 from jamey.errors import InputError
 from jamey.ids import new_ids
 from jamey.judgement import judge
@@ -145,10 +146,7 @@ def recall_query(message: str) -> str:
 
 
 def _refusal(evaluation: dict[str, Any], what: str) -> str:
-    rules = sorted(
-        {f['rule'] for f in evaluation['findings'] if f['polarity'] == 'violation'}
-    )
-    broken = ', '.join(rules) or 'the rules'
+    broken = ', '.join(broken_rules(evaluation)) or 'the rules'
     decision = evaluation['decision_id']
     return f'{what} breaks {broken} (verdict deny, decision {decision}).'
 

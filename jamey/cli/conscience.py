@@ -20,17 +20,32 @@ def marked(action: str, findings: list[dict[str, Any]]) -> str:
     return ''.join([*out, action[at:]])
 
 
+def _nearest(label: str, nearest: dict[str, Any] | None) -> str:
+    if nearest is None:
+        return f'{label} (none)'
+    return f'{label} {nearest["similarity"]:.2f} "{nearest["text"]}"'
+
+
 def _evaluation_text(doc: dict[str, Any]) -> str:
     lines = [
-        f'{doc["verdict"]}  score {doc["score"]:g}'
+        f'{doc["verdict"]}  score {doc["score"]:g}  decided by {doc["layer"]}'
         f'  (rules version {doc["rules_version"]})',
         marked(doc['action'], doc['findings']),
     ]
     for f in doc['findings']:
         negated = ' (negated)' if f['negated'] else ''
+        overruled = ' (overruled by a counterexample)' if f['overruled'] else ''
         lines.append(
             f'  {f["rule"]:16} {f["polarity"]:11} "{f["phrase"]}"{negated}'
-            f'  chars {f["start"]}-{f["end"]}'
+            f'{overruled}  chars {f["start"]}-{f["end"]}'
+        )
+    for m in doc['meaning']:
+        if m['outcome'] == 'unsure':
+            continue
+        lines.append(
+            f'  {m["rule"]:16} {m["outcome"]:11}'
+            f' {_nearest("example", m["example"])},'
+            f' {_nearest("counterexample", m["counterexample"])}'
         )
     if doc.get('entity') is not None:
         emotion = doc['emotion']
@@ -58,6 +73,10 @@ def _rule_text(rule: dict[str, Any]) -> str:
         f'  {rule["description"]}',
         f'  violations:   {", ".join(rule["violations"]) or "(none)"}',
         f'  affirmations: {", ".join(rule["affirmations"]) or "(none)"}',
+        f'  examples:        {len(rule["examples"])}',
+        *(f'    - {text}' for text in rule['examples']),
+        f'  counterexamples: {len(rule["counterexamples"])}',
+        *(f'    - {text}' for text in rule['counterexamples']),
     ]
     lines += [f'  warning: {w}' for w in rule.get('warnings', [])]
     return '\n'.join(lines)
@@ -70,6 +89,7 @@ def _rules_text(doc: dict[str, Any]) -> str:
         rows.append(
             f'{r["name"]:24} {r["weight"]:>6g} {state:3}'
             f' {len(r["violations"]):>4}v {len(r["affirmations"]):>4}a'
+            f' {len(r["examples"]):>4}e {len(r["counterexamples"]):>4}c'
             f'  {r["description"]}'
         )
     return '\n'.join(rows)
@@ -90,7 +110,16 @@ def cmd_rules_show(args: argparse.Namespace, client: Client) -> int:
 
 def _changes(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {}
-    for field in ('description', 'weight', 'violations', 'affirmations', 'enabled'):
+    fields = (
+        'description',
+        'weight',
+        'violations',
+        'affirmations',
+        'examples',
+        'counterexamples',
+        'enabled',
+    )
+    for field in fields:
         value = getattr(args, field, None)
         if value is not None:
             body[field] = value
@@ -129,6 +158,20 @@ def _rule_options(parser: argparse.ArgumentParser, *, adding: bool) -> None:
         action='append',
         metavar='PHRASE',
         help='repeat for each; replaces the list',
+    )
+    parser.add_argument(
+        '--example',
+        dest='examples',
+        action='append',
+        metavar='TEXT',
+        help='a text that violates the rule; repeat for each; replaces the list',
+    )
+    parser.add_argument(
+        '--counterexample',
+        dest='counterexamples',
+        action='append',
+        metavar='TEXT',
+        help='a look-alike that does not; repeat for each; replaces the list',
     )
     state = parser.add_mutually_exclusive_group()
     state.add_argument('--enable', dest='enabled', action='store_const', const=True)

@@ -18,6 +18,7 @@ from jamey import config
 from jamey import heap
 from jamey import logs
 from jamey.errors import ConfigError
+from jamey.errors import EncoderError
 from jamey.errors import StateLockedError
 from jamey.errors import StorageError
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     except StorageError as exc:
         log.error('daemon.start_failed', extra={'error': str(exc)})
         return EX_DATAERR
-    except ConfigError as exc:  # a secret file, read at start
+    except (ConfigError, EncoderError) as exc:  # a secret file, the model
         log.error('daemon.start_failed', extra={'error': str(exc)})
         return EX_CONFIG
     except Exception as exc:

@@ -38,11 +38,13 @@ from jamey.daemon.listener import UnixListener
 from jamey.daemon.systemd import Notifier
 from jamey.daemon.systemd import watchdog_interval
 from jamey.errors import ConfigError
+from jamey.errors import EncoderError
 from jamey.errors import RuleError
 from jamey.errors import StorageError
 from jamey.health import FAILING
 from jamey.health import HealthChecks
 from jamey.health import Thresholds
+from jamey.meaning import ExampleEmbeddings
 from jamey.memory import INDEX_DIR
 from jamey.memory import LAYERS
 from jamey.memory import MemoryStore
@@ -87,6 +89,41 @@ def _soul_settings(settings: config.Settings) -> SoulSettings:
         max_emotions=soul.max_emotions,
         decay_interval_s=soul.decay_interval,
     )
+
+
+def _example_embeddings(
+    settings: config.ConscienceSettings, db: Database
+) -> tuple[ExampleEmbeddings | None, str | None]:
+    """The examples' embeddings with the encoder loaded, per ``conscience.meaning``;
+    and, when the model is optional and missing, why.
+
+    Raises:
+        EncoderError: the model is required and cannot be loaded.
+    """
+    if settings.meaning == 'off':
+        return None, None
+    # Imported here: a device with meaning off never loads the encoder.
+    from jamey import encoder  # noqa: PLC0415
+
+    started = time.perf_counter()
+    try:
+        model = encoder.load(
+            Path(settings.model_file) if settings.model_file else None,
+            threads=settings.encoder_threads,
+        )
+    except EncoderError as exc:
+        if settings.meaning == 'required':
+            raise
+        log.error('conscience.model_unavailable', extra={'error': str(exc)})
+        return None, str(exc)
+    log.info(
+        'conscience.model_loaded',
+        extra={
+            'model': encoder.MODEL_ID,
+            'load_s': round(time.perf_counter() - started, 3),
+        },
+    )
+    return ExampleEmbeddings(db, model, encoder.MODEL_ID), None
 
 
 def _retention(settings: config.Settings) -> Retention:
@@ -195,7 +232,14 @@ class Daemon:
         # The vault's key is read now: a bad key file stops the start (78).
         self._vault = open_vault(self.settings, self.environ, self.config_file)
         llm = open_backend(self.settings.llm, self.environ)
-        self.conscience = Conscience(self._db, self.settings.conscience.deny_weight)
+        conscience = self.settings.conscience
+        embeddings, model_missing = _example_embeddings(conscience, self._db)
+        self.conscience = Conscience(
+            self._db,
+            conscience.deny_weight,
+            embeddings=embeddings,
+            threshold=conscience.example_threshold,
+        )
         memory = self.settings.memory
         soul = Soul(self._db, _soul_settings(self.settings))
         self._memories = MemoryStore(
@@ -237,6 +281,7 @@ class Daemon:
             backup_interval_s=backup_interval_s,
             mqtt=self._mqtt,
             llm=llm,
+            model_missing=model_missing,
         )
         api = self.settings.api
         self._tokens = TokenStore(self._db)
@@ -384,7 +429,10 @@ class Daemon:
                 self._tls.reload(self.settings.tls, self.environ)
             log.info('config.reloaded', extra={'restart_needed': restart})
         try:
-            self.conscience.reload(self.settings.conscience.deny_weight)
+            self.conscience.reload(
+                self.settings.conscience.deny_weight,
+                self.settings.conscience.example_threshold,
+            )
         except (RuleError, StorageError) as exc:
             # The rules in force stay; a reload must never stop the daemon.
             log.error('rules.reload_failed', extra={'error': str(exc)})
