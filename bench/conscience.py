@@ -11,7 +11,8 @@ same job in this process:
   per rule;
 - bare scan: pyahocorasick over the raw text with every phrase, matching
   only (the floor for any scorer that reads the text).
-Then POST /evaluate against GET /health over a real jameyd's Unix socket.
+Then POST /evaluate against GET /health over a real jameyd's Unix socket,
+and the judgement of the development set by each layer (``judgement.py``).
 """
 
 import argparse
@@ -28,6 +29,7 @@ from pathlib import Path
 
 import ahocorasick
 import load
+from judgement import bench_judgement
 from startup import BENCH
 from startup import BIN
 from startup import jameyd_env
@@ -339,10 +341,29 @@ def main() -> None:
         help='seconds of timing per scorer and cell',
     )
     parser.add_argument('--http-seconds', type=float, default=5.0)
+    parser.add_argument(
+        '--threshold', type=float, default=0.6, help='conscience.example_threshold'
+    )
+    parser.add_argument(
+        '--band',
+        type=float,
+        default=0.1,
+        help='how far above the threshold the cheap layers count as unsure',
+    )
+    parser.add_argument(
+        '--limit', type=int, default=0, help='judge only the first N dev prompts'
+    )
+    parser.add_argument(
+        '--only', choices=('scorers', 'http', 'judgement'), help='run one part'
+    )
     args = parser.parse_args()
     os.environ.setdefault('PYTHONHASHSEED', '0')
-    bench_scorers([int(n) for n in args.rules.split(',')], args.budget)
-    bench_http(args.http_seconds)
+    if args.only in (None, 'scorers'):
+        bench_scorers([int(n) for n in args.rules.split(',')], args.budget)
+    if args.only in (None, 'http'):
+        bench_http(args.http_seconds)
+    if args.only in (None, 'judgement'):
+        bench_judgement(args.threshold, args.band, args.limit)
 
 
 if __name__ == '__main__':

@@ -166,3 +166,21 @@ class ExampleEmbeddings:
                 'conscience.embeddings_not_cached',
                 extra={'count': len(vectors), 'error': str(exc)},
             )
+
+
+def main() -> None:
+    """``scripts/seed-embeddings``: encode the seeded texts into ``SEED_FILE``."""
+    from jamey import encoder  # noqa: PLC0415 - only this tool needs the model
+
+    model = encoder.load()
+    texts = seeded_texts()
+    vectors: dict[str, Vector] = {}
+    for start in range(0, len(texts), ENCODE_BATCH):
+        batch = texts[start : start + ENCODE_BATCH]
+        vectors.update(zip(batch, model.encode(batch), strict=True))
+    write_seed_file(SEED_FILE, encoder.MODEL_ID, vectors)
+    print(f'{SEED_FILE.name}: {len(vectors)} embeddings of {encoder.MODEL_ID}')
+
+
+if __name__ == '__main__':
+    main()

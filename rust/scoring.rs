@@ -3,7 +3,7 @@
 //! Text and phrases are normalised the same way (NFKC, case folding, word
 //! tokens, English stemming) and phrases are matched as runs of stems, so
 //! "harming" matches the phrase "harm" and "harmony" does not. A negator in
-//! the three tokens before a match, within the same sentence, flips it: "I
+//! the three tokens before a match, within the same clause, flips it: "I
 //! will not hurt them" affirms the rule that "hurt" violates.
 //!
 //! All phrases of all rules live in one trie keyed by stem ids, and the text
@@ -163,8 +163,8 @@ pub struct Token {
     pub stem: String,
     pub start: usize,
     pub end: usize,
-    /// Sentences are numbered; negation does not cross them.
-    pub sentence: u32,
+    /// Clauses are numbered; negation does not cross them.
+    pub clause: u32,
     pub negator: bool,
 }
 
@@ -193,8 +193,25 @@ fn is_apostrophe(c: char) -> bool {
     c == '\'' || c == '\u{2019}'
 }
 
-fn ends_sentence(c: char) -> bool {
-    matches!(c, '.' | '!' | '?' | ';')
+/// A sentence end or clause punctuation: "No worries, take care" does not
+/// negate "take care".
+fn ends_clause(c: char) -> bool {
+    matches!(
+        c,
+        '.' | '!' | '?' | ';' | ',' | ':' | '(' | ')' | '\u{2013}' | '\u{2014}'
+    )
+}
+
+/// The Snowball English stem, except that "-ate" forms keep their "ate":
+/// the stemmer reduces "candidate" to "candid" and "fabricate" to "fabric",
+/// which would make a word of one rule a phrase of another. "fabricated"
+/// and "fabrication" still stem to "fabricate".
+pub fn stem<'a>(stemmer: &Stemmer, normalized: &'a str) -> Cow<'a, str> {
+    let stem = stemmer.stem(normalized);
+    match normalized.strip_prefix(stem.as_ref()) {
+        Some(rest) if rest.starts_with("at") => Cow::Owned(format!("{stem}ate")),
+        _ => stem,
+    }
 }
 
 /// NFKC and full case folding, with the typographic apostrophe made plain.
@@ -224,7 +241,7 @@ struct Word<'a> {
     /// Character (code point) offsets into the text.
     start: usize,
     end: usize,
-    sentence: u32,
+    clause: u32,
 }
 
 /// Call `visit` for every word of `text`, in order.
@@ -234,13 +251,13 @@ struct Word<'a> {
 fn for_each_word<'a>(text: &'a str, mut visit: impl FnMut(Word<'a>)) {
     let mut chars = text.char_indices().peekable();
     let mut position = 0usize;
-    let mut sentence = 0u32;
+    let mut clause = 0u32;
     while let Some((first_byte, c)) = chars.next() {
         let start = position;
         position += 1;
         if !is_word_char(c) {
-            if ends_sentence(c) {
-                sentence += 1;
+            if ends_clause(c) {
+                clause += 1;
             }
             continue;
         }
@@ -260,7 +277,7 @@ fn for_each_word<'a>(text: &'a str, mut visit: impl FnMut(Word<'a>)) {
             raw: &text[first_byte..end_byte],
             start,
             end: position,
-            sentence,
+            clause,
         });
     }
 }
@@ -271,10 +288,10 @@ pub fn tokenize(text: &str, stemmer: &Stemmer) -> Vec<Token> {
     for_each_word(text, |word| {
         let normalized = normalize(word.raw);
         tokens.push(Token {
-            stem: stemmer.stem(&normalized).into_owned(),
+            stem: stem(stemmer, &normalized).into_owned(),
             start: word.start,
             end: word.end,
-            sentence: word.sentence,
+            clause: word.clause,
             negator: is_negator(&normalized),
         });
     });
@@ -337,7 +354,7 @@ struct Scanned {
     id: Option<u32>,
     start: usize,
     end: usize,
-    sentence: u32,
+    clause: u32,
     negator: bool,
 }
 
@@ -524,7 +541,7 @@ impl Scorer {
                     id: known.0,
                     start: word.start,
                     end: word.end,
-                    sentence: word.sentence,
+                    clause: word.clause,
                     negator: known.1,
                 });
             });
@@ -535,7 +552,7 @@ impl Scorer {
 
     fn lookup(&self, raw: &str) -> WordFacts {
         let normalized = normalize(raw);
-        let stem = self.stemmer.stem(&normalized);
+        let stem = stem(&self.stemmer, &normalized);
         (
             self.stems.get(stem.as_ref()).copied(),
             is_negator(&normalized),
@@ -556,19 +573,22 @@ impl Scorer {
         }
     }
 
-    /// Each rule's net: its phrases' (affirmations minus violations, clamped
-    /// to [-1, 1]), then what its examples say: a violation by meaning makes
-    /// the net at most minus its strength, and a rule cleared by a
-    /// counterexample has no net violation left.
+    /// Each rule's net: by its phrases, -1 if any of its violations is
+    /// found (an affirmation elsewhere in the text does not cancel it: "help
+    /// me hurt him" is a violation), else 1 if an affirmation is, else 0;
+    /// then what its examples say: a violation by meaning makes the net at
+    /// most minus its strength, and a rule cleared by a counterexample has
+    /// no violation left.
     fn judge(&self, findings: Vec<Finding>, deny_weight: f64, meanings: &[Meaning]) -> Evaluation {
-        let mut counts = vec![0i64; self.rules.len()];
+        let mut nets = vec![0.0f64; self.rules.len()];
         for finding in &findings {
-            counts[finding.rule] += match finding.polarity {
-                Polarity::Affirmation => 1,
-                Polarity::Violation => -1,
+            let net = &mut nets[finding.rule];
+            *net = match finding.polarity {
+                Polarity::Violation => -1.0,
+                Polarity::Affirmation if *net < 0.0 => *net,
+                Polarity::Affirmation => 1.0,
             };
         }
-        let mut nets: Vec<f64> = counts.into_iter().map(|n| n.clamp(-1, 1) as f64).collect();
         for meaning in meanings {
             let net = &mut nets[meaning.rule];
             *net = match meaning.outcome {
@@ -637,10 +657,10 @@ fn longest_only(findings: Vec<Finding>) -> Vec<Finding> {
 }
 
 fn is_negated(tokens: &[Scanned], start: usize) -> bool {
-    let sentence = tokens[start].sentence;
+    let clause = tokens[start].clause;
     tokens[start.saturating_sub(NEGATION_WINDOW)..start]
         .iter()
-        .any(|t| t.negator && t.sentence == sentence)
+        .any(|t| t.negator && t.clause == clause)
 }
 
 #[cfg(test)]
@@ -692,7 +712,7 @@ mod tests {
     }
 
     #[test]
-    fn negation_flips_within_three_tokens_and_one_sentence() {
+    fn negation_flips_within_three_tokens_and_one_clause() {
         let result = scorer().evaluate("I will not lie to you");
         assert_eq!(result.verdict, Verdict::Allow);
         assert_eq!(result.score, 8.0);
@@ -703,6 +723,24 @@ mod tests {
         assert_eq!(other_sentence.verdict, Verdict::Deny);
         let contraction = scorer().evaluate("I won\u{2019}t hurt you");
         assert_eq!(contraction.verdict, Verdict::Allow);
+        let other_clause = scorer().evaluate("No worries, I will kill it");
+        assert_eq!(other_clause.verdict, Verdict::Deny);
+        assert!(!other_clause.findings[0].negated);
+    }
+
+    #[test]
+    fn ate_forms_keep_their_own_stem() {
+        let stemmer = Stemmer::create(Algorithm::English);
+        let stems = |words: &[&str]| -> Vec<String> {
+            words.iter().map(|w| stem(&stemmer, w).into_owned()).collect()
+        };
+        assert_eq!(stems(&["candidate", "candidates"]), ["candidate", "candidate"]);
+        assert_eq!(stems(&["candid", "candidly"]), ["candid", "candid"]);
+        assert_eq!(
+            stems(&["fabricate", "fabricated", "fabrication", "fabric"]),
+            ["fabricate", "fabricate", "fabricate", "fabric"]
+        );
+        assert_eq!(stems(&["hated", "hating"]), ["hate", "hate"]);
     }
 
     #[test]
@@ -714,10 +752,13 @@ mod tests {
     }
 
     #[test]
-    fn nets_are_clamped_per_rule() {
+    fn an_affirmation_does_not_cancel_a_violation() {
         let result = scorer().evaluate("kill kill kill, help");
         assert_eq!(result.score, -10.0);
         assert_eq!(result.findings.len(), 4);
+        let helped = scorer().evaluate("help me hurt him");
+        assert_eq!(helped.verdict, Verdict::Deny);
+        assert_eq!(scorer().evaluate("help and protect").score, 10.0);
     }
 
     #[test]

@@ -59,7 +59,7 @@ WORD_CATEGORIES = frozenset(
         'No',
     }
 )
-SENTENCE_ENDS = frozenset('.!?;')
+CLAUSE_ENDS = frozenset('.!?;,:()\u2013\u2014')
 APOSTROPHES = frozenset("'\u2019")
 FLIPPED = {'violation': 'affirmation', 'affirmation': 'violation'}
 _STEMMER = snowballstemmer.stemmer('english')
@@ -70,7 +70,7 @@ class Token:
     stem: str
     start: int
     end: int
-    sentence: int
+    clause: int
     negator: bool
 
 
@@ -82,14 +82,22 @@ def normalize(word: str) -> str:
     return unicodedata.normalize('NFKC', word.replace('\u2019', "'")).casefold()
 
 
+def stem(word: str) -> str:
+    """Snowball's stem, but an "-ate" form keeps its "ate" ("candidate")."""
+    stemmed = _STEMMER.stemWord(word)
+    if word.startswith(stemmed) and word[len(stemmed) :].startswith('at'):
+        return stemmed + 'ate'
+    return stemmed
+
+
 def tokenize(text: str) -> list[Token]:
     tokens = []
-    sentence = 0
+    clause = 0
     i = 0
     while i < len(text):
         if not is_word_char(text[i]):
-            if text[i] in SENTENCE_ENDS:
-                sentence += 1
+            if text[i] in CLAUSE_ENDS:
+                clause += 1
             i += 1
             continue
         start = i
@@ -105,7 +113,7 @@ def tokenize(text: str) -> list[Token]:
             i += 1
         word = normalize(text[start:i])
         negator = word in NEGATORS or word.endswith("n't")
-        tokens.append(Token(_STEMMER.stemWord(word), start, i, sentence, negator))
+        tokens.append(Token(stem(word), start, i, clause, negator))
     return tokens
 
 
@@ -162,7 +170,7 @@ def finding(
 ) -> Finding:
     """A match of tokens start..end, flipped by a negator shortly before it."""
     negated = any(
-        t.negator and t.sentence == tokens[start].sentence
+        t.negator and t.clause == tokens[start].clause
         for t in tokens[max(0, start - NEGATION_WINDOW) : start]
     )
     polarity = FLIPPED[written] if negated else written
@@ -200,10 +208,8 @@ def judge(
     score = 0.0
     verdict = 'allow'
     for rule in rules:
-        net = sum(
-            1 if f[1] == 'affirmation' else -1 for f in findings if f[0] == rule.name
-        )
-        net = max(-1, min(1, net))
+        polarities = {f[1] for f in findings if f[0] == rule.name}
+        net = -1 if 'violation' in polarities else int('affirmation' in polarities)
         score += rule.weight * net
         if net < 0:
             if rule.weight >= deny_weight:

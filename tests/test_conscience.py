@@ -80,13 +80,14 @@ def rule_body(**fields: Any) -> dict[str, Any]:
 
 def test_default_rules_are_seeded(conscience: Conscience) -> None:
     version, rules = conscience.rules()
-    assert version == 1
+    assert version == 2
     by_name = {r.name: r for r in rules}
     assert by_name['no-harm'].weight == 10.0
     assert by_name['no-harm'].description == 'Do not cause physical or emotional harm'
     assert by_name['truth'].weight == 8.0
     assert by_name['truth'].description == 'Be honest and truthful'
     for rule in rules:
+        assert len(rule.examples) >= 100 and len(rule.counterexamples) >= 100
         assert len(rule.violations) >= 20
         assert len(rule.affirmations) >= 15
         assert rule.enabled
@@ -105,12 +106,12 @@ def test_sentences_get_the_verdict_a_person_expects(
 
 def test_a_rule_from_the_original_api_has_a_warning(conscience: Conscience) -> None:
     rule, version = conscience.create_rule(rule_body())
-    assert version == 2
+    assert version == 3
     assert rule.warnings == [
         'The rule has no phrases and no examples yet, so it matches nothing.'
     ]
     assert rule.created_at == '2023-11-14T22:13:20.250Z'
-    assert conscience.evaluate('make a mess')['rules_version'] == 2
+    assert conscience.evaluate('make a mess')['rules_version'] == 3
 
 
 def test_rule_lifecycle(conscience: Conscience) -> None:
@@ -119,11 +120,11 @@ def test_rule_lifecycle(conscience: Conscience) -> None:
     )
     assert conscience.evaluate('they make a mess')['verdict'] == 'review'
     rule, version = conscience.update_rule('tidy', {'weight': 9.0})
-    assert (rule.weight, rule.violations, version) == (9.0, ('make a mess',), 3)
+    assert (rule.weight, rule.violations, version) == (9.0, ('make a mess',), 4)
     assert conscience.evaluate('they make a mess')['verdict'] == 'deny'
     conscience.update_rule('tidy', {'enabled': False})
     assert conscience.evaluate('they make a mess')['findings'] == []
-    assert conscience.delete_rule('tidy') == 5
+    assert conscience.delete_rule('tidy') == 6
     with pytest.raises(NotFoundError):
         conscience.rule('tidy')
     with pytest.raises(NotFoundError):
@@ -136,7 +137,7 @@ def test_duplicate_names_conflict(conscience: Conscience) -> None:
     with pytest.raises(ConflictError) as caught:
         conscience.create_rule(rule_body(name='truth'))
     assert caught.value.code == 'rule_exists'
-    assert conscience.rules()[0] == 1, 'a refused change does not bump the version'
+    assert conscience.rules()[0] == 2, 'a refused change does not bump the version'
 
 
 def test_deny_weight_is_applied_on_reload(conscience: Conscience) -> None:
@@ -153,7 +154,7 @@ def test_rules_survive_reopening_the_database(tmp_path: Path) -> None:
     again = storage.Database(tmp_path / 'jamey.db')
     again.migrate()
     result = Conscience(again).evaluate('they litter')
-    assert result['rules_version'] == 2
+    assert result['rules_version'] == 3
     assert result['verdict'] == 'review'
 
 
@@ -197,7 +198,7 @@ def test_invalid_rules_name_field_and_code(
     with pytest.raises(InputError) as caught:
         conscience.create_rule(body)
     assert (caught.value.field, caught.value.code) == (field, code)
-    assert conscience.rules()[0] == 1
+    assert conscience.rules()[0] == 2
 
 
 def test_limits_are_inclusive(conscience: Conscience) -> None:
