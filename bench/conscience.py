@@ -342,7 +342,7 @@ def main() -> None:
     )
     parser.add_argument('--http-seconds', type=float, default=5.0)
     parser.add_argument(
-        '--threshold', type=float, default=0.6, help='conscience.example_threshold'
+        '--threshold', type=float, default=0.475, help='conscience.example_threshold'
     )
     parser.add_argument(
         '--band',

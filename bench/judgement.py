@@ -114,9 +114,7 @@ class Run(NamedTuple):
     rss_mb: float
 
 
-def run_layer(
-    prompts: list[Prompt], threshold: float, band: float, **env: str
-) -> Run:
+def run_layer(prompts: list[Prompt], threshold: float, band: float, **env: str) -> Run:
     with scratch() as root:
         ready_s, proc = start_until_ready(
             [str(BIN / 'jameyd')], jameyd_env(root, **env), root
@@ -194,9 +192,11 @@ def bench_judgement(threshold: float, band: float, limit: int) -> None:
     )
     print(f'  phrases   {latency(phrases)}')
     print(f'  examples  {latency(examples)}')
+    slower = statistics.median(a.latency_s for a in examples.answers) / (
+        statistics.median(a.latency_s for a in phrases.answers)
+    )
     print(
-        f'  ratios: examples / phrases p50'
-        f' {statistics.median(a.latency_s for a in examples.answers) / statistics.median(a.latency_s for a in phrases.answers):.1f}x,'
+        f'  ratios: examples / phrases p50 {slower:.1f}x,'
         f' RSS +{examples.rss_mb - phrases.rss_mb:.1f} MB,'
         f' ready +{examples.ready_s - phrases.ready_s:.2f} s'
     )

@@ -301,7 +301,7 @@ class ConscienceSettings:
         choices=('required', 'optional', 'off'),
     )
     example_threshold: float = setting(
-        0.6,
+        0.475,
         'Similarity a nearest example or counterexample must pass to judge',
         minimum=0.05,
         maximum=1.0,
