@@ -79,13 +79,19 @@ impl fmt::Display for MeaningError {
             ),
             Self::NotFinite => write!(f, "an embedding holds a value that is not finite"),
             Self::Threshold(value) => {
-                write!(f, "the example threshold must be above 0 and at most 1, not {value}")
+                write!(
+                    f,
+                    "the example threshold must be above 0 and at most 1, not {value}"
+                )
             }
         }
     }
 }
 
 impl std::error::Error for MeaningError {}
+
+/// One rule's `(examples, counterexamples)`, each a list of embeddings.
+pub type RuleVectors = (Vec<Vec<f32>>, Vec<Vec<f32>>);
 
 /// Every rule's examples and counterexamples, each list one row-major matrix.
 #[derive(Debug)]
@@ -97,10 +103,7 @@ pub struct Examples {
 
 impl Examples {
     /// Compile `(examples, counterexamples)` for each rule, in rule order.
-    pub fn new(
-        rules: Vec<(Vec<Vec<f32>>, Vec<Vec<f32>>)>,
-        threshold: f64,
-    ) -> Result<Examples, MeaningError> {
+    pub fn new(rules: Vec<RuleVectors>, threshold: f64) -> Result<Examples, MeaningError> {
         if !(threshold > 0.0 && threshold <= 1.0) {
             return Err(MeaningError::Threshold(threshold));
         }

@@ -6,7 +6,7 @@ use pyo3::types::PyString;
 
 use crate::error::RuleError;
 
-use crate::meaning::{Examples, Meaning};
+use crate::meaning::{Examples, Meaning, RuleVectors};
 use crate::scoring;
 
 /// Texts at least this long are scored with the GIL released. A shorter one
@@ -28,16 +28,12 @@ type PyMeaning = (
     Option<(usize, f32)>,
 );
 
-/// `(examples, counterexamples)` of one rule, each a list of embeddings.
-type RuleExamples = (Vec<Vec<f32>>, Vec<Vec<f32>>);
-
 /// A compiled, immutable rule set.
 ///
 /// Args:
 ///     rules: ``(name, weight, violations, affirmations)`` for each enabled
 ///         rule, in a stable order (scores are summed in that order).
 ///     deny_weight: a net-violated rule at least this heavy denies.
-///
 ///     examples: ``(examples, counterexamples)`` embeddings for each rule,
 ///         in the order of ``rules`` (unit vectors, all of one length).
 ///     threshold: the similarity a nearest example or counterexample must
@@ -67,7 +63,7 @@ impl Scorer {
         py: Python<'_>,
         rules: Vec<(String, f64, Vec<String>, Vec<String>)>,
         deny_weight: f64,
-        examples: Option<Vec<RuleExamples>>,
+        examples: Option<Vec<RuleVectors>>,
         threshold: Option<f64>,
     ) -> PyResult<Self> {
         let examples = match (examples, threshold) {

@@ -732,9 +732,15 @@ mod tests {
     fn ate_forms_keep_their_own_stem() {
         let stemmer = Stemmer::create(Algorithm::English);
         let stems = |words: &[&str]| -> Vec<String> {
-            words.iter().map(|w| stem(&stemmer, w).into_owned()).collect()
+            words
+                .iter()
+                .map(|w| stem(&stemmer, w).into_owned())
+                .collect()
         };
-        assert_eq!(stems(&["candidate", "candidates"]), ["candidate", "candidate"]);
+        assert_eq!(
+            stems(&["candidate", "candidates"]),
+            ["candidate", "candidate"]
+        );
         assert_eq!(stems(&["candid", "candidly"]), ["candid", "candid"]);
         assert_eq!(
             stems(&["fabricate", "fabricated", "fabrication", "fabric"]),
