@@ -165,6 +165,9 @@ class Jameyd:
             'JAMEY_API_SOCKET': str(self.socket),
             'JAMEY_LOG_FORMAT': 'json',
             'JAMEY_STORAGE_SYNCHRONOUS': 'normal',
+            # Judged by phrases, whose verdicts these tests were written
+            # for; tests/test_meaning.py turns meaning on.
+            'JAMEY_CONSCIENCE_MEANING': 'off',
             **(env or {}),
         }
         if self.notify is not None:

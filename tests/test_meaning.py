@@ -20,6 +20,7 @@ from jamey.errors import EncoderError
 from jamey.storage import Database
 
 JSON = {'Content-Type': 'application/json'}
+MEANING = {'JAMEY_CONSCIENCE_MEANING': 'required'}
 # A rule of the test's own, so that what it asserts follows from its
 # examples alone (the seeded rules are off).
 GARDEN = {
@@ -67,7 +68,7 @@ def cosine(a: list[float], b: list[float]) -> float:
 
 
 def test_examples_judge_what_phrases_cannot(make_jameyd: Any) -> None:
-    daemon = make_jameyd().start()
+    daemon = make_jameyd(env=MEANING).start()
     with_garden_only(daemon)
     status, harmful = send(
         daemon, '/evaluate', {'action': 'Tear every rose out of the flower bed'}
@@ -102,7 +103,7 @@ def test_examples_judge_what_phrases_cannot(make_jameyd: Any) -> None:
 
 
 def test_examples_are_versioned_validated_and_kept(make_jameyd: Any) -> None:
-    daemon = make_jameyd().start()
+    daemon = make_jameyd(env=MEANING).start()
     version = with_garden_only(daemon)
     status, rule = send(
         daemon,
@@ -127,7 +128,7 @@ def test_examples_are_versioned_validated_and_kept(make_jameyd: Any) -> None:
 
     daemon.signal(signal.SIGTERM)
     assert daemon.wait() == 0
-    again = make_jameyd().start()
+    again = make_jameyd(env=MEANING).start()
     status, _, rule = again.get('/rules/garden')
     assert rule['counterexamples'] == ['Mow the lawn on Saturday morning']
     status, judged = send(
@@ -146,7 +147,7 @@ def test_examples_are_versioned_validated_and_kept(make_jameyd: Any) -> None:
 def test_jameyctl_rules_take_examples_and_evaluate_shows_them(
     make_jameyd: Any,
 ) -> None:
-    daemon = make_jameyd().start()
+    daemon = make_jameyd(env=MEANING).start()
     socket = ['--socket', str(daemon.socket)]
     result = run_cli(
         *socket,
@@ -175,7 +176,9 @@ def test_jameyctl_rules_take_examples_and_evaluate_shows_them(
 
 
 def test_without_the_model_start_fails_naming_it(make_jameyd: Any) -> None:
-    missing = make_jameyd(env={'JAMEY_CONSCIENCE_MODEL_FILE': '/nonexistent/m.zip'})
+    missing = make_jameyd(
+        env={**MEANING, 'JAMEY_CONSCIENCE_MODEL_FILE': '/nonexistent/m.zip'}
+    )
     missing.start(wait_ready=False)
     assert missing.wait() == 78
     assert '/nonexistent/m.zip' in missing.log_text()
