@@ -159,9 +159,9 @@ class Compiled(NamedTuple):
     scorer: Scorer
     # The highest score an action can reach: every enabled rule affirmed.
     max_score: float
-    # The enabled rules, in the scorer's order, for naming examples by index;
-    # empty when meaning is not judged.
-    rules: tuple[Rule, ...]
+    # The enabled rules by name, for naming examples by index; empty when
+    # meaning is not judged.
+    rules: dict[str, Rule]
 
 
 class Conscience:
@@ -187,7 +187,7 @@ class Conscience:
         self.embeddings = embeddings
         self._clock = clock
         self._swap = threading.Lock()
-        self._compiled = Compiled(0, Scorer([], deny_weight), 0.0, ())
+        self._compiled = Compiled(0, Scorer([], deny_weight), 0.0, {})
         self.reload()
 
     def reload(
@@ -228,7 +228,7 @@ class Conscience:
             version,
             scorer,
             sum(r.weight for r in enabled),
-            enabled if judged_by_meaning else (),
+            {r.name: r for r in enabled} if judged_by_meaning else {},
         )
         with self._swap:
             if version >= self._compiled.version:
@@ -252,7 +252,6 @@ class Conscience:
         score, verdict, findings, meanings = compiled.scorer.evaluate(
             action, deny_weight=deny_weight, embedding=embedding
         )
-        by_rule = {r.name: r for r in compiled.rules}
         outcomes = {rule: outcome for rule, outcome, *_ in meanings}
         return {
             'action': action,
@@ -277,9 +276,9 @@ class Conscience:
                     'rule': rule,
                     'outcome': outcome,
                     'strength': round(strength, 4),
-                    'example': _nearest(by_rule[rule].examples, example),
+                    'example': _nearest(compiled.rules[rule].examples, example),
                     'counterexample': _nearest(
-                        by_rule[rule].counterexamples, counterexample
+                        compiled.rules[rule].counterexamples, counterexample
                     ),
                 }
                 for rule, outcome, strength, example, counterexample in meanings
