@@ -21,6 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from ports import free_port
 
 HOST = '127.0.0.1'
 PASSWORD = 'broker-password-of-tests'  # noqa: S105 - a test broker's
@@ -37,12 +38,6 @@ pattern write replies/#
 user tester
 topic readwrite #
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def make_pki(directory: Path) -> dict[str, Path]:
@@ -78,6 +73,10 @@ class Broker:
         (directory / 'acl').write_text(ACL)
         (directory / 'acl').chmod(0o600)
         self.config = directory / 'mosquitto.conf'
+        self._write_config()
+
+    def _write_config(self) -> None:
+        directory, passwords = self.dir, self.dir / 'passwords'
         self.config.write_text(
             ('user root\n' if os.geteuid() == 0 else '')
             + f'persistence true\npersistence_location {directory}/\n'
@@ -94,19 +93,34 @@ class Broker:
         )
 
     def start(self) -> 'Broker':
+        """Run mosquitto until it listens. Before its first start the ports
+        may be taken between choosing and binding; then new ones are chosen.
+        A restart keeps its ports, which the clients already hold."""
+        first = self.proc is None and not (self.dir / 'mosquitto.log').exists()
+        for _ in range(5):
+            if self._run():
+                return self
+            if not first or 'Address already in use' not in self.log():
+                break
+            self.port, self.cert_port = free_port(), free_port()
+            self._write_config()
+        raise AssertionError(f'mosquitto did not listen: {self.log()}')
+
+    def _run(self) -> bool:
         with (self.dir / 'mosquitto.log').open('ab') as log:
             self.proc = subprocess.Popen(
                 ['mosquitto', '-c', str(self.config)], stdout=log, stderr=log
             )
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             with (
                 contextlib.suppress(OSError),
                 socket.create_connection((HOST, self.port), 0.2),
             ):
-                return self
+                return True
             time.sleep(0.02)
-        raise AssertionError(f'mosquitto did not listen: {self.log()}')
+        self.stop()
+        return False
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -32,6 +32,7 @@ from jamey.access import JwtSettings
 from jamey.access import JwtVerifier
 from jamey.access import Principal
 from jamey.access import Scope
+from ports import free_port
 from jamey.access import load_jwt_keys
 from jamey.errors import ConfigError
 from jamey.jwts import TrustedKey
@@ -53,12 +54,6 @@ def tls_socket(port: int, context: ssl.SSLContext) -> Iterator[ssl.SSLSocket]:
         context.wrap_socket(raw, server_hostname='localhost') as tls,
     ):
         yield tls
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(('127.0.0.1', 0))
-        return int(probe.getsockname()[1])
 
 
 class Tls:
