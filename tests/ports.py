@@ -25,7 +25,7 @@ def free_port() -> int:
     """A loopback TCP port outside the ephemeral range that binds now."""
     high = min(HIGH, ephemeral_floor())
     for _ in range(200):
-        port = random.randrange(LOW, high)  # noqa: S311 - not a secret
+        port = random.randrange(LOW, high)
         with socket.socket() as probe:
             try:
                 probe.bind((HOST, port))

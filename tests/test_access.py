@@ -26,13 +26,13 @@ from conftest import strict_json
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from ports import free_port
 
 from jamey.access import AuthError
 from jamey.access import JwtSettings
 from jamey.access import JwtVerifier
 from jamey.access import Principal
 from jamey.access import Scope
-from ports import free_port
 from jamey.access import load_jwt_keys
 from jamey.errors import ConfigError
 from jamey.jwts import TrustedKey
