@@ -284,6 +284,57 @@ class HealthSettings:
     )
 
 
+def _http_url(value: str) -> str | None:
+    """The model's base URL: http or https, a host, no query or fragment."""
+    if not re.fullmatch(r'https?://[^\s/?#]+(/[^\s?#]*)?', value):
+        return 'must be an http:// or https:// URL such as "http://127.0.0.1:8080/v1"'
+    return None
+
+
+@dataclass(frozen=True, repr=False)
+class GuardSettings:
+    base_url: str = setting(
+        '',
+        'OpenAI-compatible completions server of a guard model (empty: no guard)',
+        check=_http_url,
+        optional=True,
+    )
+    model: str = setting('', 'Model name sent to the server', optional=True)
+    format: str = setting(
+        'llama-guard',
+        "The guard model's prompt and answer: llama-guard (Llama Guard 3) or"
+        ' shieldgemma',
+        choices=('llama-guard', 'shieldgemma'),
+    )
+    api_key_file: str = setting(
+        '', 'Bearer key of the server; a secret file', optional=True
+    )
+    timeout_s: float = setting(
+        3.0,
+        'Longest wait for the guard on one evaluation (s)',
+        minimum=0.05,
+        maximum=60.0,
+    )
+    when: str = setting(
+        'unsure',
+        'When the guard is asked: unsure (every review, and meaning near the'
+        ' threshold), review (review verdicts only) or always',
+        choices=('unsure', 'review', 'always'),
+    )
+    band: float = setting(
+        0.05,
+        'Similarities this close to the threshold, or to each other, are unsure',
+        minimum=0.0,
+        maximum=0.5,
+    )
+    on_failure: str = setting(
+        'review',
+        'The verdict when the guard fails or answers out of format: review,'
+        ' deny, or layers (what phrases and examples decided)',
+        choices=('review', 'deny', 'layers'),
+    )
+
+
 @dataclass(frozen=True, repr=False)
 class ConscienceSettings:
     deny_weight: float = setting(
@@ -315,6 +366,7 @@ class ConscienceSettings:
     encoder_threads: int = setting(
         1, 'Threads that compute one embedding', minimum=1, maximum=16
     )
+    guard: GuardSettings = dataclasses.field(default_factory=GuardSettings)
 
 
 def _ttl(default: int, layer: str) -> Any:
@@ -567,13 +619,6 @@ class DaemonSettings:
     )
 
 
-def _http_url(value: str) -> str | None:
-    """The model's base URL: http or https, a host, no query or fragment."""
-    if not re.fullmatch(r'https?://[^\s/?#]+(/[^\s?#]*)?', value):
-        return 'must be an http:// or https:// URL such as "http://127.0.0.1:8080/v1"'
-    return None
-
-
 @dataclass(frozen=True, repr=False)
 class LlmSettings:
     base_url: str = setting(
@@ -658,26 +703,63 @@ class Key(NamedTuple):
 
     @property
     def env(self) -> str:
-        return f'{ENV_PREFIX}{self.section.upper()}_{self.name.upper()}'
+        section = self.section.upper().replace('.', '_')
+        return f'{ENV_PREFIX}{section}_{self.name.upper()}'
+
+
+def _tables(cls: type) -> list[tuple[str, type]]:
+    """The fields of ``cls`` that are tables of settings, not settings."""
+    hints = typing.get_type_hints(cls)
+    return [
+        (f.name, hints[f.name])
+        for f in dataclasses.fields(cls)
+        if 'option' not in f.metadata
+    ]
 
 
 def keys() -> dict[str, dict[str, Key]]:
-    """Every declared setting, by section and name, in declaration order."""
+    """Every declared setting, by section and name, in declaration order. A
+    table inside a section (``[conscience.guard]``) is a section of its own,
+    named with a dot, right after its parent."""
     sections: dict[str, dict[str, Key]] = {}
-    for section in dataclasses.fields(Settings):
-        cls = typing.cast(type, section.type)
+
+    def walk(section: str, cls: type) -> None:
         hints = typing.get_type_hints(cls)
-        sections[section.name] = {
+        sections[section] = {
             f.name: Key(
-                section.name,
+                section,
                 f.name,
                 typing.get_origin(hints[f.name]) or hints[f.name],
                 f.default,
                 f.metadata['option'],
             )
             for f in dataclasses.fields(cls)
+            if 'option' in f.metadata
         }
+        for name, table in _tables(cls):
+            walk(f'{section}.{name}', table)
+
+    for name, cls in _tables(Settings):
+        walk(name, cls)
     return sections
+
+
+def _build(values: dict[str, dict[str, Any]]) -> Settings:
+    """Settings from every section's values, tables inside sections too."""
+
+    def build(section: str, cls: type) -> Any:
+        tables = {n: build(f'{section}.{n}', t) for n, t in _tables(cls)}
+        return cls(**values[section], **tables)
+
+    return Settings(**{name: build(name, cls) for name, cls in _tables(Settings)})
+
+
+def _section(settings: Settings, section: str) -> Any:
+    """The settings of one (dotted) section."""
+    found: Any = settings
+    for name in section.split('.'):
+        found = getattr(found, name)
+    return found
 
 
 def config_path(cli_path: Path | None, environ: Mapping[str, str]) -> Path | None:
@@ -711,12 +793,7 @@ def load(path: Path | None, environ: Mapping[str, str]) -> Settings:
     _apply_environ(environ, declared, values, problems)
     if problems:
         raise ConfigError('\n'.join(problems))
-    return Settings(
-        **{
-            f.name: typing.cast(type, f.type)(**values[f.name])
-            for f in dataclasses.fields(Settings)
-        }
-    )
+    return _build(values)
 
 
 def _first_dir(value: str) -> str:
@@ -748,21 +825,35 @@ def _apply_file(
         problems.append(f'config file {path} is not valid TOML: {exc}')
         return
     for section, table in document.items():
-        if section not in declared:
-            problems.append(
-                f'unknown section [{section}] in {path}{_hint(section, declared)}'
-            )
+        _apply_table(path, section, table, declared, values, problems)
+
+
+def _apply_table(
+    path: Path,
+    section: str,
+    table: Any,
+    declared: dict[str, dict[str, Key]],
+    values: dict[str, dict[str, Any]],
+    problems: list[str],
+) -> None:
+    if section not in declared:
+        problems.append(
+            f'unknown section [{section}] in {path}{_hint(section, declared)}'
+        )
+        return
+    if not isinstance(table, dict):
+        problems.append(f'{section} in {path} must be a table ([{section}])')
+        return
+    for name, raw in table.items():
+        if f'{section}.{name}' in declared:
+            _apply_table(path, f'{section}.{name}', raw, declared, values, problems)
             continue
-        if not isinstance(table, dict):
-            problems.append(f'{section} in {path} must be a table ([{section}])')
+        key = declared[section].get(name)
+        if key is None:
+            hint = _hint(name, declared[section], prefix=f'{section}.')
+            problems.append(f'unknown key {section}.{name} in {path}{hint}')
             continue
-        for name, raw in table.items():
-            key = declared[section].get(name)
-            if key is None:
-                hint = _hint(name, declared[section], prefix=f'{section}.')
-                problems.append(f'unknown key {section}.{name} in {path}{hint}')
-                continue
-            _store(key, raw, _from_toml(key, raw), f'in {path}', values, problems)
+        _store(key, raw, _from_toml(key, raw), f'in {path}', values, problems)
 
 
 def _apply_environ(
@@ -893,28 +984,31 @@ def merge_live(running: Settings, loaded: Settings) -> tuple[Settings, list[str]
     Returns the settings now in force and the changed keys that wait for a
     restart (the state directory cannot move under an open database).
     """
-    sections: dict[str, Any] = {}
+    values: dict[str, dict[str, Any]] = {}
     restart: list[str] = []
     for section, ks in keys().items():
-        old, new = getattr(running, section), getattr(loaded, section)
-        live = {}
+        old, new = _section(running, section), _section(loaded, section)
+        values[section] = {}
         for name, key in ks.items():
-            if getattr(old, name) == getattr(new, name):
-                continue
-            if key.option.live:
-                live[name] = getattr(new, name)
-            else:
+            before, after = getattr(old, name), getattr(new, name)
+            if before != after and not key.option.live:
                 restart.append(key.dotted)
-        sections[section] = dataclasses.replace(old, **live)
-    return Settings(**sections), restart
+            values[section][name] = after if key.option.live else before
+    return _build(values), restart
 
 
 def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Settings as plain TOML-like data (paths as strings), for display."""
-    return {
-        section: {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
-        for section, values in dataclasses.asdict(settings).items()
-    }
+    """Settings as plain TOML-like data (paths as strings), for display: one
+    entry per section, ``conscience.guard`` beside ``conscience``."""
+    shown: dict[str, dict[str, Any]] = {}
+    for section, ks in keys().items():
+        values = _section(settings, section)
+        shown[section] = {
+            name: str(v) if isinstance(v, Path) else v
+            for name in ks
+            for v in (getattr(values, name),)
+        }
+    return shown
 
 
 def secret_path(value: str | Path, environ: Mapping[str, str]) -> Path:
@@ -976,6 +1070,6 @@ def _outside_the_service(name: str, setting: str) -> str:
         f' (LoadCredential={name}:FILE); outside it, name the file itself'
     )
     if setting:
-        section, _, key = setting.partition('.')
+        section, _, key = setting.rpartition('.')
         message += f', e.g. {keys()[section][key].env}=/etc/jamey/{name}'
     return message

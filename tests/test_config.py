@@ -3,6 +3,7 @@
 import re
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,6 +187,16 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
         config.load(tmp_path / 'absent.toml', {})
 
 
+def _sections(document: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+    """A TOML document's tables by dotted name, each without its inner tables."""
+    found: dict[str, Any] = {}
+    for name, table in document.items():
+        inner = {k: v for k, v in table.items() if isinstance(v, dict)}
+        found[prefix + name] = {k: v for k, v in table.items() if k not in inner}
+        found.update(_sections(inner, f'{prefix}{name}.'))
+    return found
+
+
 def _commented_settings(text: str) -> dict[str, dict[str, object]]:
     """The ``# key = value`` lines of a TOML text, by section, parsed."""
     found: dict[str, dict[str, object]] = {}
@@ -202,7 +213,7 @@ def test_shipped_file_lists_every_setting_with_its_default() -> None:
     """Every setting is there with its default; those systemd hands the unit
     (its directories) only as a commented line, so they never override it."""
     shipped_text = (ROOT / 'etc' / 'jamey.toml').read_text()
-    shipped = tomllib.loads(shipped_text)
+    shipped = _sections(tomllib.loads(shipped_text))
     commented = _commented_settings(shipped_text)
     declared = config.keys()
     assert list(shipped) == list(declared)
@@ -372,3 +383,57 @@ def test_bad_lists_and_listen_addresses(
     tmp_path: Path, text: str, message: str
 ) -> None:
     assert re.search(message, error_of(tmp_path, text))
+
+
+def test_a_table_inside_a_section_is_a_section_of_its_own(tmp_path: Path) -> None:
+    """``[conscience.guard]`` in the file, ``JAMEY_CONSCIENCE_GUARD_*`` in
+    the environment, and each way to get it wrong named by its dotted key."""
+    settings = load_text(
+        tmp_path,
+        '[conscience]\ndeny_weight = 5\n[conscience.guard]\n'
+        'base_url = "http://127.0.0.1:8080/v1"\nwhen = "always"\n',
+        {'JAMEY_CONSCIENCE_GUARD_TIMEOUT_S': '0.5'},
+    )
+    assert settings.conscience.deny_weight == 5.0
+    guard = settings.conscience.guard
+    assert (guard.base_url, guard.when, guard.timeout_s) == (
+        'http://127.0.0.1:8080/v1',
+        'always',
+        0.5,
+    )
+    assert guard.format == 'llama-guard'
+    inline = load_text(tmp_path, '[conscience]\nguard = { band = 0.1 }\n')
+    assert inline.conscience.guard.band == 0.1
+    assert 'conscience.guard.when = ' in error_of(
+        tmp_path, '[conscience.guard]\nwhen = "sometimes"\n'
+    )
+    assert 'unknown key conscience.guard.base_ur ' in error_of(
+        tmp_path, '[conscience.guard]\nbase_ur = "http://x/v1"\n'
+    )
+    assert 'did you mean conscience.guard.base_url?' in error_of(
+        tmp_path, '[conscience.guard]\nbase_ur = "http://x/v1"\n'
+    )
+    assert 'conscience.guard in ' in error_of(tmp_path, '[conscience]\nguard = 1\n')
+    assert 'must be an http:// or https:// URL' in error_of(
+        tmp_path,
+        '',
+        {'JAMEY_CONSCIENCE_GUARD_BASE_URL': 'ftp://x'},
+    )
+    shown = config.as_dict(settings)
+    assert shown['conscience.guard']['when'] == 'always'
+    assert 'guard' not in shown['conscience']
+
+
+def test_merge_live_keeps_a_table_inside_a_section() -> None:
+    running = config.load(None, {})
+    loaded = config.load(
+        None,
+        {
+            'JAMEY_CONSCIENCE_DENY_WEIGHT': '3',
+            'JAMEY_CONSCIENCE_GUARD_BASE_URL': 'http://127.0.0.1:1/v1',
+        },
+    )
+    merged, restart = config.merge_live(running, loaded)
+    assert merged.conscience.deny_weight == 3.0
+    assert merged.conscience.guard.base_url == ''
+    assert restart == ['conscience.guard.base_url']
