@@ -18,7 +18,7 @@ from jamey import __version__
 from jamey.storage import Database
 
 if TYPE_CHECKING:
-    from jamey.chat.backend import ModelBackend
+    from jamey.model import ModelBackend
     from jamey.memory import MemoryStore
     from jamey.mqtt import Bridge
     from jamey.vault import Vault

@@ -17,9 +17,9 @@ from test_soul_api import entity_path
 from jamey import config
 from jamey.chat import Turn
 from jamey.chat import conversation
-from jamey.chat.backend import BackendSettings
-from jamey.chat.backend import ModelBackend
-from jamey.chat.backend import open_backend
+from jamey.model import BackendSettings
+from jamey.model import ModelBackend
+from jamey.model import open_backend
 from jamey.errors import ConfigError
 from jamey.errors import ModelError
 from jamey.errors import ModelTimeoutError

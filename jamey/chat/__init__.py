@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 from jamey import validation
 from jamey.audit import AuditLog
-from jamey.chat.backend import ModelBackend
+from jamey.model import ModelBackend
 from jamey.conscience import MAX_ACTION_CHARS
 from jamey.conscience import Conscience
 from jamey.conscience import broken_rules

@@ -32,7 +32,7 @@ from jamey.api.metrics import Gauge
 from jamey.audit import AuditLog
 from jamey.chat import Chat
 from jamey.chat import ChatSettings
-from jamey.chat.backend import open_backend
+from jamey.model import open_backend
 from jamey.conscience import Conscience
 from jamey.daemon.listener import UnixListener
 from jamey.daemon.systemd import Notifier

@@ -1,7 +1,9 @@
-"""The model: any OpenAI-compatible chat-completions server, over the stdlib.
+"""A model server: any OpenAI-compatible server, over the stdlib.
 
-One POST to ``<base_url>/chat/completions`` per try. A try is bounded by
-``llm.timeout_s`` and by the caller's deadline, whichever comes first: a
+Chat asks ``<base_url>/chat/completions`` (``complete``); the guard model
+asks ``<base_url>/completions`` with a prompt in its own format
+(``complete_text``). One POST per try. A try is bounded by the settings'
+``timeout_s`` and by the caller's deadline, whichever comes first: a
 timer shuts the socket at that moment, so a server that trickles its answer
 byte by byte cannot hold a request past it. Network errors, 429 and 5xx are
 tried again after an exponential backoff with full jitter (``Retry-After`` is
@@ -31,7 +33,7 @@ from jamey.errors import ModelMalformedError
 from jamey.errors import ModelReplyTooLargeError
 from jamey.errors import ModelTimeoutError
 
-log = logging.getLogger('jamey.chat')
+log = logging.getLogger('jamey.model')
 # JSON may spell a character as \uXXXX\uXXXX (12 bytes); the rest is envelope.
 _BYTES_PER_CHAR = 12
 _ENVELOPE_BYTES = 65_536
@@ -39,6 +41,9 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class BackendSettings(NamedTuple):
+    """How to reach one server; ``section`` names its settings and its log
+    events (``llm.retry``, ``guard.failed``)."""
+
     base_url: str
     model: str = ''
     api_key: str = ''
@@ -46,6 +51,7 @@ class BackendSettings(NamedTuple):
     retries: int = 2
     backoff_s: float = 0.5
     max_reply_chars: int = 4000
+    section: str = 'llm'
 
 
 class _RetryError(Exception):
@@ -63,13 +69,21 @@ def _retry_after(response: http.client.HTTPResponse) -> float:
     return float(value) if value.isdigit() else 0.0
 
 
-def _reply_text(document: Any) -> str:
-    """``choices[0].message.content`` of a chat completion, or why not."""
+# What one kind of completion holds its text in: choices[0] then these keys.
+_CHAT = ('message', 'content')
+_TEXT = ('text',)
+
+
+def _reply_text(document: Any, keys: tuple[str, ...]) -> str:
+    """``choices[0].<keys>`` of a completion, or why not."""
     try:
-        content = document['choices'][0]['message']['content']
+        content = document['choices'][0]
+        for key in keys:
+            content = content[key]
     except (KeyError, IndexError, TypeError):
+        where = '.'.join(('choices[0]', *keys))
         raise ModelMalformedError(
-            'The model answered without a chat completion (no choices[0].message).'
+            f'The model answered without a completion (no {where}).'
         ) from None
     if not isinstance(content, str):
         raise ModelMalformedError('The model answered without text.')
@@ -77,7 +91,7 @@ def _reply_text(document: Any) -> str:
 
 
 class ModelBackend:
-    """A chat-completions client with retries, and what its last calls did."""
+    """A completions client with retries, and what its last calls did."""
 
     def __init__(
         self,
@@ -90,7 +104,7 @@ class ModelBackend:
         self.settings = settings
         self._https = url.scheme == 'https'
         self._host = url.netloc
-        self._path = url.path.rstrip('/') + '/chat/completions'
+        self._base = url.path.rstrip('/')
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -109,23 +123,40 @@ class ModelBackend:
         Raises:
             ModelError: each way the model can fail has its subclass.
         """
-        body = {'messages': messages, 'stream': False}
+        return self._call('/chat/completions', {'messages': messages}, _CHAT, deadline)
+
+    def complete_text(self, prompt: str, max_tokens: int, deadline: float) -> str:
+        """The model's continuation of ``prompt`` (at most ``max_tokens``,
+        greedy), by ``deadline``: for a model with a prompt format of its own.
+
+        Raises:
+            ModelError: each way the model can fail has its subclass.
+        """
+        body = {'prompt': prompt, 'max_tokens': max_tokens, 'temperature': 0}
+        return self._call('/completions', body, _TEXT, deadline)
+
+    def _call(
+        self, path: str, body: dict[str, Any], keys: tuple[str, ...], deadline: float
+    ) -> str:
+        body = {**body, 'stream': False}
         if self.settings.model:
             body['model'] = self.settings.model
-        payload = json.dumps(body, ensure_ascii=False).encode()
+        request = _Request(
+            self._base + path, json.dumps(body, ensure_ascii=False).encode(), keys
+        )
         try:
-            reply = self._with_retries(payload, deadline)
+            reply = self._with_retries(request, deadline)
         except ModelError as exc:
             self._note(exc)
             raise
         self._note(None)
         return reply
 
-    def _with_retries(self, payload: bytes, deadline: float) -> str:
+    def _with_retries(self, request: '_Request', deadline: float) -> str:
         attempt = 0
         while True:
             try:
-                return self._attempt(payload, deadline)
+                return self._attempt(request, deadline)
             except _RetryError as retry:
                 backoff = self.settings.backoff_s * 2**attempt
                 wait = max(random.uniform(0, backoff), retry.wait_s)  # noqa: S311
@@ -134,10 +165,13 @@ class ModelBackend:
                 ):
                     raise retry.error from None
                 attempt += 1
-                log.info('llm.retry', extra={'code': retry.error.code, 'try': attempt})
+                log.info(
+                    f'{self.settings.section}.retry',
+                    extra={'code': retry.error.code, 'try': attempt},
+                )
                 self._sleep(wait)
 
-    def _attempt(self, payload: bytes, deadline: float) -> str:
+    def _attempt(self, request: '_Request', deadline: float) -> str:
         left = deadline - self._clock()
         if left <= 0:
             raise ModelTimeoutError('The request ran out of time before the model.')
@@ -149,7 +183,7 @@ class ModelBackend:
         timer = threading.Timer(timeout, _abort, (conn, fired))
         timer.start()
         try:
-            return self._exchange(conn, payload, fired)
+            return self._exchange(conn, request, fired)
         except TimeoutError:
             raise self._timed_out(timeout, left) from None
         except (OSError, http.client.HTTPException):
@@ -168,12 +202,15 @@ class ModelBackend:
         return _RetryError(error) if timeout < left else error
 
     def _exchange(
-        self, conn: http.client.HTTPConnection, payload: bytes, fired: threading.Event
+        self,
+        conn: http.client.HTTPConnection,
+        request: '_Request',
+        fired: threading.Event,
     ) -> str:
         headers = {'Content-Type': 'application/json', 'Accept': 'application/json'}
         if self.settings.api_key:
             headers['Authorization'] = f'Bearer {self.settings.api_key}'
-        conn.request('POST', self._path, body=payload, headers=headers)
+        conn.request('POST', request.path, body=request.payload, headers=headers)
         response = conn.getresponse()
         limit = self.settings.max_reply_chars * _BYTES_PER_CHAR + _ENVELOPE_BYTES
         data = response.read(limit + 1)
@@ -186,14 +223,14 @@ class ModelBackend:
             raise ModelError(f'The model server answered HTTP {response.status}.')
         if len(data) > limit:
             raise self._too_large()
-        return self._checked(data)
+        return self._checked(data, request.keys)
 
-    def _checked(self, data: bytes) -> str:
+    def _checked(self, data: bytes, keys: tuple[str, ...]) -> str:
         try:
             document = json.loads(data)
         except (UnicodeDecodeError, ValueError, RecursionError):
             raise ModelMalformedError('The model answered with invalid JSON.') from None
-        text = validation.without_control(_reply_text(document)).strip()
+        text = validation.without_control(_reply_text(document, keys)).strip()
         if not text:
             raise ModelMalformedError('The model answered with an empty reply.')
         if len(text) > self.settings.max_reply_chars:
@@ -203,7 +240,7 @@ class ModelBackend:
     def _too_large(self) -> ModelReplyTooLargeError:
         return ModelReplyTooLargeError(
             f'The model replied with more than {self.settings.max_reply_chars}'
-            ' characters (llm.max_reply_chars).'
+            ' characters.'
         )
 
     def _note(self, error: ModelError | None) -> None:
@@ -214,7 +251,10 @@ class ModelBackend:
                 return
             self.failures += 1
             self.last_error, self.last_failure_at = error.code, now
-        log.warning('llm.failed', extra={'code': error.code, 'failures': self.failures})
+        log.warning(
+            f'{self.settings.section}.failed',
+            extra={'code': error.code, 'failures': self.failures},
+        )
 
     def health(self) -> dict[str, Any]:
         """What the health check shows: degraded while the last call failed."""
@@ -228,6 +268,14 @@ class ModelBackend:
             }
 
 
+class _Request(NamedTuple):
+    """One call: where, what, and where its answer holds the text."""
+
+    path: str
+    payload: bytes
+    keys: tuple[str, ...]
+
+
 def _abort(conn: http.client.HTTPConnection, fired: threading.Event) -> None:
     """End a try that ran out of time, whatever it is waiting for."""
     fired.set()
@@ -239,30 +287,35 @@ def _abort(conn: http.client.HTTPConnection, fired: threading.Event) -> None:
             return
 
 
+def api_key(setting: str, path: str, environ: Mapping[str, str]) -> str:
+    """The bearer key in the secret file ``path`` (empty: no key), read now.
+
+    Raises:
+        ConfigError: the file cannot be read, or holds no key.
+    """
+    if not path:
+        return ''
+    key = config.read_secret(path, environ).decode('utf-8', 'replace').strip()
+    if not key or not key.isascii() or not key.isprintable() or ' ' in key:
+        raise ConfigError(f'{setting} = {path!r}: the file must hold one key')
+    return key
+
+
 def open_backend(
     settings: config.LlmSettings, environ: Mapping[str, str]
 ) -> ModelBackend | None:
-    """The backend the settings describe, its key read now; None without a URL.
+    """Chat's backend as the settings describe it; None without a URL.
 
     Raises:
         ConfigError: the key file cannot be read, or holds no key.
     """
     if not settings.base_url:
         return None
-    key = ''
-    if settings.api_key_file:
-        raw = config.read_secret(settings.api_key_file, environ)
-        key = raw.decode('utf-8', 'replace').strip()
-        if not key or not key.isascii() or not key.isprintable() or ' ' in key:
-            raise ConfigError(
-                f'llm.api_key_file = {settings.api_key_file!r}: the file must hold'
-                ' one key'
-            )
     return ModelBackend(
         BackendSettings(
             settings.base_url,
             settings.model,
-            key,
+            api_key('llm.api_key_file', settings.api_key_file, environ),
             settings.timeout_s,
             settings.retries,
             settings.backoff_s,
