@@ -18,8 +18,8 @@ from jamey import __version__
 from jamey.storage import Database
 
 if TYPE_CHECKING:
-    from jamey.model import ModelBackend
     from jamey.memory import MemoryStore
+    from jamey.model import ModelBackend
     from jamey.mqtt import Bridge
     from jamey.vault import Vault
 

@@ -17,12 +17,12 @@ from test_soul_api import entity_path
 from jamey import config
 from jamey.chat import Turn
 from jamey.chat import conversation
-from jamey.model import BackendSettings
-from jamey.model import ModelBackend
-from jamey.model import open_backend
 from jamey.errors import ConfigError
 from jamey.errors import ModelError
 from jamey.errors import ModelTimeoutError
+from jamey.model import BackendSettings
+from jamey.model import ModelBackend
+from jamey.model import open_backend
 
 
 def llm_env(server: ModelServer, **extra: str) -> dict[str, str]:

@@ -30,7 +30,6 @@ from typing import NamedTuple
 
 from jamey import validation
 from jamey.audit import AuditLog
-from jamey.model import ModelBackend
 from jamey.conscience import MAX_ACTION_CHARS
 from jamey.conscience import Conscience
 from jamey.conscience import broken_rules
@@ -40,6 +39,7 @@ from jamey.judgement import judge
 from jamey.memory import MAX_LIMIT
 from jamey.memory import Memory
 from jamey.memory import MemoryStore
+from jamey.model import ModelBackend
 from jamey.soul import Soul
 
 MAX_MESSAGE_CHARS = 4000

@@ -32,7 +32,6 @@ from jamey.api.metrics import Gauge
 from jamey.audit import AuditLog
 from jamey.chat import Chat
 from jamey.chat import ChatSettings
-from jamey.model import open_backend
 from jamey.conscience import Conscience
 from jamey.daemon.listener import UnixListener
 from jamey.daemon.systemd import Notifier
@@ -49,6 +48,7 @@ from jamey.memory import INDEX_DIR
 from jamey.memory import LAYERS
 from jamey.memory import MemoryStore
 from jamey.memory import Retention
+from jamey.model import open_backend
 from jamey.soul import Soul
 from jamey.soul import SoulSettings
 from jamey.storage import DATABASE_NAME
