@@ -82,6 +82,7 @@ class Scorer:
         *,
         deny_weight: float | None = None,
         embedding: list[float] | None = None,
+        rulings: dict[str, bool] | None = None,
     ) -> tuple[
         float,
         str,
@@ -100,10 +101,13 @@ class Scorer:
         nearest one's ``(index, similarity)``. ``embedding`` is the text's,
         from the encoder that embedded the examples; without it (or without
         examples) the phrases judge alone and ``meanings`` is empty.
-        ``deny_weight`` overrides the scorer's own for this text (ValueError
-        unless finite and above 0). The GIL is released while scoring a text
-        of 4 KiB or more (shorter ones take less time than handing the GIL
-        over).
+        ``rulings`` are a guard model's answers by rule name (``True``:
+        violated); they decide the rules they name over phrases and examples
+        and are not among ``meanings`` (ValueError for a name that is no
+        enabled rule). ``deny_weight`` overrides the scorer's own for this
+        text (ValueError unless finite and above 0). The GIL is released
+        while scoring a text of 4 KiB or more (shorter ones take less time
+        than handing the GIL over).
         """
 
 @final

@@ -322,8 +322,9 @@ class GuardSettings:
         choices=('unsure', 'review', 'always'),
     )
     band: float = setting(
-        0.05,
-        'Similarities this close to the threshold, or to each other, are unsure',
+        0.1,
+        'Unsure (when = unsure) unless some nearest example or counterexample'
+        ' is at least this far above conscience.example_threshold',
         minimum=0.0,
         maximum=0.5,
     )

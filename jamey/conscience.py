@@ -7,7 +7,9 @@ judged by exactly one rule set and says which.
 
 A rule is judged by its phrases and, where the sentence encoder is loaded,
 by its examples and counterexamples: the text's embedding against theirs
-(``jamey.meaning``, ``docs/conscience.md``).
+(``jamey.meaning``, ``docs/conscience.md``). Where a guard model is
+configured and those layers are unsure, its rulings decide the rules it was
+asked about (``jamey.guard``).
 """
 
 import json
@@ -24,8 +26,13 @@ from jamey._core import Scorer
 from jamey.clock import iso_utc
 from jamey.errors import ConflictError
 from jamey.errors import InputError
+from jamey.errors import ModelError
 from jamey.errors import NotFoundError
 from jamey.errors import RuleError
+from jamey.guard import ON_FAILURE_DENY
+from jamey.guard import ON_FAILURE_REVIEW
+from jamey.guard import Category
+from jamey.guard import Guard
 from jamey.meaning import ExampleEmbeddings
 from jamey.storage import Database
 
@@ -51,6 +58,7 @@ NO_PHRASES_WARNING = (
 )
 LAYER_PHRASES = 'phrases'
 LAYER_EXAMPLES = 'examples'
+LAYER_GUARD = 'guard'
 
 
 class Rule(NamedTuple):
@@ -162,6 +170,8 @@ class Compiled(NamedTuple):
     # The enabled rules by name, for naming examples by index; empty when
     # meaning is not judged.
     rules: dict[str, Rule]
+    # The enabled rules as a guard model's categories.
+    categories: tuple[Category, ...]
 
 
 class Conscience:
@@ -169,7 +179,8 @@ class Conscience:
 
     With ``embeddings`` (the sentence encoder loaded), rules are judged by
     their examples too; ``threshold`` is the similarity a nearest example or
-    counterexample must pass for it to judge.
+    counterexample must pass for it to judge. With ``guard``, a guard model
+    is asked where those layers are unsure.
     """
 
     def __init__(
@@ -180,14 +191,16 @@ class Conscience:
         *,
         embeddings: ExampleEmbeddings | None = None,
         threshold: float = 1.0,
+        guard: Guard | None = None,
     ) -> None:
         self.db = db
         self.deny_weight = deny_weight
         self.threshold = threshold
         self.embeddings = embeddings
+        self.guard = guard
         self._clock = clock
         self._swap = threading.Lock()
-        self._compiled = Compiled(0, Scorer([], deny_weight), 0.0, {})
+        self._compiled = Compiled(0, Scorer([], deny_weight), 0.0, {}, ())
         self.reload()
 
     def reload(
@@ -229,6 +242,7 @@ class Conscience:
             scorer,
             sum(r.weight for r in enabled),
             {r.name: r for r in enabled} if judged_by_meaning else {},
+            tuple(Category(r.name, r.description) for r in enabled),
         )
         with self._swap:
             if version >= self._compiled.version:
@@ -239,7 +253,7 @@ class Conscience:
 
     def evaluate(self, action: Any, deny_weight: float | None = None) -> dict[str, Any]:
         """Judge an action; the result names the rule set that judged it and
-        the layer that decided (``phrases`` or ``examples``).
+        the layer that decided (``phrases``, ``examples`` or ``guard``).
 
         ``deny_weight`` replaces ``conscience.deny_weight`` for this action
         (stricter judgement of someone trusted less).
@@ -249,15 +263,36 @@ class Conscience:
         embedding = None
         if compiled.rules and self.embeddings is not None:
             embedding = self.embeddings.encode(action)
-        score, verdict, findings, meanings = compiled.scorer.evaluate(
+        judged = compiled.scorer.evaluate(
             action, deny_weight=deny_weight, embedding=embedding
         )
+        score, verdict, findings, meanings = judged
         outcomes = {rule: outcome for rule, outcome, *_ in meanings}
+        layer = _layer(verdict, findings, outcomes)
+        cleared = {rule for rule, outcome in outcomes.items() if outcome == 'cleared'}
+        guard = None
+        if self.guard is not None and compiled.categories:
+            similarities = (
+                near[1] for m in meanings for near in m[3:] if near is not None
+            )
+            if self.guard.wanted(verdict, similarities, self.threshold):
+                guard, rulings = self._ask_guard(self.guard, action, compiled)
+                if rulings is not None:
+                    score, verdict, findings, meanings = compiled.scorer.evaluate(
+                        action,
+                        deny_weight=deny_weight,
+                        embedding=embedding,
+                        rulings=rulings,
+                    )
+                    layer = LAYER_GUARD
+                    cleared = {rule for rule, broken in rulings.items() if not broken}
+                elif (failed := _failed_verdict(verdict, self.guard)) != verdict:
+                    verdict, layer = failed, LAYER_GUARD
         return {
             'action': action,
             'score': score,
             'verdict': verdict,
-            'layer': _layer(verdict, findings, outcomes),
+            'layer': layer,
             'findings': [
                 {
                     'rule': rule,
@@ -266,8 +301,7 @@ class Conscience:
                     'start': start,
                     'end': end,
                     'negated': negated,
-                    'overruled': polarity == 'violation'
-                    and outcomes.get(rule) == 'cleared',
+                    'overruled': polarity == 'violation' and rule in cleared,
                 }
                 for rule, polarity, phrase, start, end, negated in findings
             ],
@@ -283,9 +317,28 @@ class Conscience:
                 }
                 for rule, outcome, strength, example, counterexample in meanings
             ],
+            'guard': guard,
             'rules_version': compiled.version,
             'max_score': compiled.max_score,
         }
+
+    @staticmethod
+    def _ask_guard(
+        guard: Guard, action: str, compiled: Compiled
+    ) -> tuple[dict[str, Any], dict[str, bool] | None]:
+        """What the evaluation shows of the guard, and its rulings (None
+        when it failed)."""
+        started = time.perf_counter()
+        rulings: dict[str, bool] | None = None
+        try:
+            rulings = guard.rule(action, compiled.categories)
+        except ModelError as exc:
+            shown: dict[str, Any] = {'outcome': 'failed', 'error': exc.code}
+        else:
+            violated = sorted(name for name, broken in rulings.items() if broken)
+            shown = {'outcome': 'answered', 'violated': violated}
+        shown['latency_ms'] = round((time.perf_counter() - started) * 1000, 1)
+        return shown, rulings
 
     def rules(self) -> tuple[int, list[Rule]]:
         """Every rule (enabled or not) and the version they make up together."""
@@ -392,8 +445,23 @@ class Conscience:
         return self.reload()
 
 
+def _failed_verdict(verdict: str, guard: Guard) -> str:
+    """The verdict when the guard could not rule (``on_failure``): at least
+    review, deny, or what the cheap layers said."""
+    on_failure = guard.settings.on_failure
+    if on_failure == ON_FAILURE_DENY:
+        return 'deny'
+    if on_failure == ON_FAILURE_REVIEW and verdict == 'allow':
+        return 'review'
+    return verdict
+
+
 def broken_rules(evaluation: dict[str, Any]) -> list[str]:
-    """The rules an evaluation found violated, by phrase or by meaning, sorted."""
+    """The rules an evaluation found violated, sorted: by the guard model
+    where it ruled (on every enabled rule), else by phrase or by meaning."""
+    guard = evaluation['guard']
+    if guard is not None and guard['outcome'] == 'answered':
+        return list(guard['violated'])
     rules = {m['rule'] for m in evaluation['meaning'] if m['outcome'] == 'violated'}
     rules.update(
         f['rule']

@@ -205,7 +205,8 @@ class RefusedError(JameyError):
 
 
 class ModelError(JameyError):
-    """The chat model failed; ``code`` says how, for the API and the health check."""
+    """A model (chat's or the guard's) failed; ``code`` says how, for the API
+    and the health check."""
 
     code = 'model_unavailable'
 
@@ -217,12 +218,12 @@ class ModelTimeoutError(ModelError):
 
 
 class ModelMalformedError(ModelError):
-    """The model answered, but not with a chat completion holding text."""
+    """The model answered, but not with a completion in the form expected."""
 
     code = 'model_malformed'
 
 
 class ModelReplyTooLargeError(ModelError):
-    """The model's reply is longer than ``llm.max_reply_chars``."""
+    """The model's reply is longer than its limit (chat: ``llm.max_reply_chars``)."""
 
     code = 'model_reply_too_large'

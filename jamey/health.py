@@ -18,6 +18,7 @@ from jamey import __version__
 from jamey.storage import Database
 
 if TYPE_CHECKING:
+    from jamey.guard import Guard
     from jamey.memory import MemoryStore
     from jamey.model import ModelBackend
     from jamey.mqtt import Bridge
@@ -73,6 +74,7 @@ class HealthChecks:
         backup_interval_s: float = 0.0,
         mqtt: 'Bridge | None' = None,
         llm: 'ModelBackend | None' = None,
+        guard: 'Guard | None' = None,
         model_missing: str | None = None,
     ) -> None:
         self.db = db
@@ -81,6 +83,7 @@ class HealthChecks:
         self.backup_interval_s = backup_interval_s
         self.mqtt = mqtt
         self.llm = llm
+        self.guard = guard
         self.model_missing = model_missing
         self.state_dir = state_dir
         self.thresholds = thresholds
@@ -100,6 +103,8 @@ class HealthChecks:
             checks.append(self._broker(self.mqtt))
         if self.llm is not None:
             checks.append(self._llm(self.llm))
+        if self.guard is not None:
+            checks.append(self._guard(self.guard))
         if self.model_missing is not None:
             checks.append(self._meaning(self.model_missing))
         if any(c.critical and c.status == FAILING for c in checks):
@@ -183,6 +188,15 @@ class HealthChecks:
         detail = llm.health()
         status = DEGRADED if detail['consecutive_failures'] else OK
         return Check('llm', status, False, detail)
+
+    @staticmethod
+    def _guard(guard: 'Guard') -> Check:
+        """Without its guard model the conscience still judges (unsure texts
+        get ``conscience.guard.on_failure``): degraded while the last call
+        failed; the next success clears it."""
+        detail = guard.health()
+        status = DEGRADED if detail['consecutive_failures'] else OK
+        return Check('guard', status, False, detail)
 
     @staticmethod
     def _meaning(error: str) -> Check:

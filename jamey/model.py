@@ -295,7 +295,11 @@ def api_key(setting: str, path: str, environ: Mapping[str, str]) -> str:
     """
     if not path:
         return ''
-    key = config.read_secret(path, environ).decode('utf-8', 'replace').strip()
+    try:
+        raw = config.read_secret(path, environ)
+    except ConfigError as exc:
+        raise type(exc)(f'{setting}: {exc}') from None
+    key = raw.decode('utf-8', 'replace').strip()
     if not key or not key.isascii() or not key.isprintable() or ' ' in key:
         raise ConfigError(f'{setting} = {path!r}: the file must hold one key')
     return key

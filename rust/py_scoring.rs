@@ -1,12 +1,14 @@
 //! PyO3 glue for the rule scorer; the logic lives in `scoring.rs`.
 
+use std::collections::HashMap;
+
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::error::RuleError;
 
-use crate::meaning::{Examples, Meaning, RuleVectors};
+use crate::meaning::{Examples, Meaning, Outcome, RuleVectors};
 use crate::scoring;
 
 /// Texts at least this long are scored with the GIL released. A shorter one
@@ -50,6 +52,8 @@ pub struct Scorer {
     // Python strings made once, shared by every finding that names them: a
     // text that matches thousands of phrases costs no string copies.
     names: Vec<Py<PyString>>,
+    // Each rule's position, for the guard model's rulings by name.
+    positions: HashMap<String, usize>,
     phrases: Vec<Vec<Py<PyString>>>,
     violation: Py<PyString>,
     affirmation: Py<PyString>,
@@ -99,6 +103,11 @@ impl Scorer {
         let inner = py.detach(|| scoring::Scorer::new(&specs, deny_weight))?;
         let intern = |text: &str| PyString::new(py, text).unbind();
         let names = specs.iter().map(|r| intern(&r.name)).collect();
+        let positions = specs
+            .iter()
+            .enumerate()
+            .map(|(position, r)| (r.name.clone(), position))
+            .collect();
         let phrases = specs
             .iter()
             .map(|r| {
@@ -113,6 +122,7 @@ impl Scorer {
             inner,
             examples,
             names,
+            positions,
             phrases,
             violation: intern(scoring::Polarity::Violation.as_str()),
             affirmation: intern(scoring::Polarity::Affirmation.as_str()),
@@ -124,16 +134,24 @@ impl Scorer {
     /// ``deny_weight`` overrides the scorer's own for this text (a stricter
     /// judgement). ``embedding`` is the text's, from the encoder that
     /// embedded the examples; without it (or without examples) the phrases
-    /// judge alone and ``meanings`` is empty. The GIL is released while
-    /// scoring a text of 4 KiB or more, so request threads and the MQTT
-    /// worker evaluate long texts in parallel.
-    #[pyo3(signature = (text, *, deny_weight=None, embedding=None))]
+    /// judge alone and ``meanings`` is empty. ``rulings`` are a guard
+    /// model's answers by rule name, ``True`` for violated: they decide the
+    /// rules they name over phrases and examples (a violation at full
+    /// strength, or no violation left), and are not among ``meanings``. The
+    /// GIL is released while scoring a text of 4 KiB or more, so request
+    /// threads and the MQTT worker evaluate long texts in parallel.
+    ///
+    /// Raises:
+    ///     ValueError: a bad deny weight or embedding, or a ruling names no
+    ///         enabled rule.
+    #[pyo3(signature = (text, *, deny_weight=None, embedding=None, rulings=None))]
     fn evaluate(
         &self,
         py: Python<'_>,
         text: &str,
         deny_weight: Option<f64>,
         embedding: Option<Vec<f32>>,
+        rulings: Option<HashMap<String, bool>>,
     ) -> PyResult<(f64, &'static str, Vec<PyFinding>, Vec<PyMeaning>)> {
         let deny_weight = match deny_weight {
             Some(weight) if !(weight.is_finite() && weight > 0.0) => {
@@ -150,11 +168,32 @@ impl Scorer {
                 .map_err(|e| PyValueError::new_err(e.to_string()))?,
             _ => Vec::new(),
         };
+        let judged = meanings.len();
+        let mut decisive = meanings;
+        for (name, violated) in rulings.unwrap_or_default() {
+            let Some(&rule) = self.positions.get(&name) else {
+                return Err(PyValueError::new_err(format!(
+                    "a ruling names {name:?}, which is no enabled rule"
+                )));
+            };
+            decisive.push(Meaning {
+                rule,
+                example: None,
+                counterexample: None,
+                outcome: if violated {
+                    Outcome::Violated(1.0)
+                } else {
+                    Outcome::Cleared
+                },
+            });
+        }
         let result = if text.len() >= DETACH_BYTES {
-            py.detach(|| self.inner.evaluate_with(text, deny_weight, &meanings))
+            py.detach(|| self.inner.evaluate_with(text, deny_weight, &decisive))
         } else {
-            self.inner.evaluate_with(text, deny_weight, &meanings)
+            self.inner.evaluate_with(text, deny_weight, &decisive)
         };
+        decisive.truncate(judged);
+        let meanings = decisive;
         let findings = result
             .findings
             .into_iter()

@@ -1,12 +1,15 @@
-"""A real HTTP server speaking the chat-completions protocol, for tests.
+"""A real HTTP server speaking OpenAI's completions protocol, for tests.
 
-``mode`` says how it answers the next requests; every request it gets is
-kept (its JSON body and its headers) so tests can see what jameyd sent.
+``/chat/completions`` answers as a chat model, ``/completions`` as a guard
+model whose answer to a prompt is ``guard(prompt)``. ``mode`` says how it
+answers the next requests; every request it gets is kept (its path, JSON
+body and headers) so tests can see what jameyd sent.
 """
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -26,6 +29,16 @@ def completion(content: Any) -> bytes:
                     'finish_reason': 'stop',
                 }
             ],
+        }
+    ).encode()
+
+
+def text_completion(text: Any) -> bytes:
+    return json.dumps(
+        {
+            'id': 'cmpl-1',
+            'object': 'text_completion',
+            'choices': [{'index': 0, 'text': text, 'finish_reason': 'stop'}],
         }
     ).encode()
 
@@ -69,10 +82,15 @@ class _Handler(BaseHTTPRequestHandler):
             return  # the client gave up, as it should
 
     def _answer(self, mode: str, body: Any) -> tuple[int, dict[str, str], bytes]:
-        last = body['messages'][-1]['content']
+        if self.path.endswith('/chat/completions'):
+            wrap = completion
+            said = f'You said: {body["messages"][-1]["content"]}'
+        else:
+            wrap = text_completion
+            said = self.server.guard(body['prompt'])
         answers: dict[str, tuple[int, dict[str, str], bytes]] = {
-            'ok': (200, {}, completion(f'You said: {last}')),
-            'slow': (200, {}, completion('late')),
+            'ok': (200, {}, wrap(said)),
+            'slow': (200, {}, wrap('late')),
             '500': (500, {}, b'{"error": "boom"}'),
             '429': (
                 429,
@@ -81,12 +99,13 @@ class _Handler(BaseHTTPRequestHandler):
             ),
             '401': (401, {}, b'{"error": "who are you"}'),
             'malformed': (200, {}, b'{"choices": [{"message": '),
+            'not_text': (200, {}, wrap(42)),
             'no_choices': (200, {}, b'{"choices": []}'),
-            'oversized': (200, {}, completion('x' * 5000)),
-            'deny': (200, {}, completion(DENIED_REPLY)),
-            'control': (200, {}, completion('\x1b[31mred\x1b[0m\r\nline')),
+            'oversized': (200, {}, wrap('x' * 5000)),
+            'deny': (200, {}, wrap(DENIED_REPLY)),
+            'control': (200, {}, wrap('\x1b[31mred\x1b[0m\r\nline')),
             # JSON's \ud83d escape alone: half of a character.
-            'surrogate': (200, {}, completion('half \ud83d a pair')),
+            'surrogate': (200, {}, wrap('half \ud83d a pair')),
         }
         return answers[mode]
 
@@ -99,6 +118,7 @@ class ModelServer(ThreadingHTTPServer):
         self.mode = 'ok'
         self.slow_s = 3.0
         self.retry_after = '0'
+        self.guard: Callable[[str], str] = lambda prompt: 'safe'
         self.seen: list[tuple[str, dict[str, str], Any]] = []
         self._thread = threading.Thread(target=self.serve_forever, daemon=True)
         self._thread.start()

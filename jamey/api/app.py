@@ -119,7 +119,9 @@ def create_app(parts: Parts) -> falcon.App[falcon.Request, falcon.Response]:
     # files, which jameyd never serves. Marking the module initialised keeps
     # Python's built-in table and saves 5 ms of start-up.
     mimetypes.inited = True
-    metrics = registry(parts.memories, parts.audit, list(parts.gauges))
+    metrics = registry(
+        parts.memories, parts.audit, list(parts.gauges), parts.conscience.guard
+    )
     table = routes(parts, metrics)
     # The document describes itself too; resource classes carry the specs.
     document = build_document({**table, '/openapi.json': Route(OpenApi)})

@@ -86,7 +86,8 @@ SCHEMAS: dict[str, Any] = {
             'negated': {'type': 'boolean'},
             'overruled': {
                 'type': 'boolean',
-                'description': "a violation its rule's nearest counterexample cleared",
+                'description': "a violation its rule's nearest counterexample,"
+                ' or the guard model, cleared',
             },
         },
     },
@@ -101,6 +102,21 @@ SCHEMAS: dict[str, Any] = {
             'counterexample': _NEAREST,
         },
     },
+    'GuardRuling': {
+        'type': 'object',
+        'required': ['outcome', 'latency_ms'],
+        'description': 'the guard model, where it was asked',
+        'properties': {
+            'outcome': {'type': 'string', 'enum': ['answered', 'failed']},
+            'violated': {
+                'type': 'array',
+                'items': {'type': 'string'},
+                'description': 'the rules it ruled violated (answered)',
+            },
+            'error': {'type': 'string', 'description': 'why it failed (failed)'},
+            'latency_ms': {'type': 'number', 'minimum': 0},
+        },
+    },
     'Evaluation': {
         'type': 'object',
         'required': [
@@ -109,6 +125,7 @@ SCHEMAS: dict[str, Any] = {
             'verdict',
             'findings',
             'meaning',
+            'guard',
             'layer',
             'rules_version',
             'decision_id',
@@ -122,9 +139,14 @@ SCHEMAS: dict[str, Any] = {
             'verdict': {'type': 'string', 'enum': ['allow', 'review', 'deny']},
             'findings': {'type': 'array', 'items': ref('Finding')},
             'meaning': {'type': 'array', 'items': ref('Meaning')},
+            'guard': {'oneOf': [{'type': 'null'}, ref('GuardRuling')]},
             'layer': {
                 'type': 'string',
-                'enum': [conscience.LAYER_PHRASES, conscience.LAYER_EXAMPLES],
+                'enum': [
+                    conscience.LAYER_PHRASES,
+                    conscience.LAYER_EXAMPLES,
+                    conscience.LAYER_GUARD,
+                ],
                 'description': 'the layer that decided the verdict',
             },
             'rules_version': {'type': 'integer'},

@@ -22,6 +22,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
 from jamey.audit import AuditLog
+from jamey.guard import Guard
 from jamey.health import rss_bytes
 from jamey.memory import MemoryStore
 
@@ -48,11 +49,16 @@ class _Capabilities(Collector):
     """Reads the daemon's parts at scrape time."""
 
     def __init__(
-        self, memories: MemoryStore, audit: AuditLog, extra: list[Gauge]
+        self,
+        memories: MemoryStore,
+        audit: AuditLog,
+        extra: list[Gauge],
+        guard: Guard | None,
     ) -> None:
         self.memories = memories
         self.audit = audit
         self.extra = extra
+        self.guard = guard
 
     def collect(self) -> Iterator[Any]:
         evaluations = CounterMetricFamily(
@@ -61,6 +67,15 @@ class _Capabilities(Collector):
         for verdict, count in self.audit.counts().items():
             evaluations.add_metric([verdict], count)
         yield evaluations
+        if self.guard is not None:
+            answers = CounterMetricFamily(
+                'jamey_guard_answers',
+                'What the guard model ruled when asked (failed: no ruling)',
+                labels=['outcome'],
+            )
+            for outcome, count in self.guard.outcomes().items():
+                answers.add_metric([outcome], count)
+            yield answers
         yield GaugeMetricFamily(
             'jamey_memory_documents',
             'Memories in the search index',
@@ -147,9 +162,12 @@ class MetricsResource:
 
 
 def registry(
-    memories: MemoryStore, audit: AuditLog, extra: list[Gauge]
+    memories: MemoryStore,
+    audit: AuditLog,
+    extra: list[Gauge],
+    guard: Guard | None = None,
 ) -> CollectorRegistry:
     """A registry for one app, with the capabilities' gauges in it."""
     result = CollectorRegistry()
-    result.register(_Capabilities(memories, audit, extra))
+    result.register(_Capabilities(memories, audit, extra, guard))
     return result

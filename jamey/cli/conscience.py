@@ -32,9 +32,10 @@ def _evaluation_text(doc: dict[str, Any]) -> str:
         f'  (rules version {doc["rules_version"]})',
         marked(doc['action'], doc['findings']),
     ]
+    by = 'the guard model' if doc['layer'] == 'guard' else 'a counterexample'
     for f in doc['findings']:
         negated = ' (negated)' if f['negated'] else ''
-        overruled = ' (overruled by a counterexample)' if f['overruled'] else ''
+        overruled = f' (overruled by {by})' if f['overruled'] else ''
         lines.append(
             f'  {f["rule"]:16} {f["polarity"]:11} "{f["phrase"]}"{negated}'
             f'{overruled}  chars {f["start"]}-{f["end"]}'
@@ -47,6 +48,12 @@ def _evaluation_text(doc: dict[str, Any]) -> str:
             f' {_nearest("example", m["example"])},'
             f' {_nearest("counterexample", m["counterexample"])}'
         )
+    guard = doc.get('guard')
+    if guard is not None and guard['outcome'] == 'answered':
+        violated = ', '.join(guard['violated']) or 'nothing'
+        lines.append(f'  guard model: violated {violated} ({guard["latency_ms"]:g} ms)')
+    elif guard is not None:
+        lines.append(f'  guard model failed: {guard["error"]}')
     if doc.get('entity') is not None:
         emotion = doc['emotion']
         lines.append(

@@ -40,6 +40,7 @@ from jamey.errors import ConfigError
 from jamey.errors import EncoderError
 from jamey.errors import RuleError
 from jamey.errors import StorageError
+from jamey.guard import open_guard
 from jamey.health import FAILING
 from jamey.health import HealthChecks
 from jamey.health import Thresholds
@@ -233,12 +234,14 @@ class Daemon:
         self._vault = open_vault(self.settings, self.environ, self.config_file)
         llm = open_backend(self.settings.llm, self.environ)
         conscience = self.settings.conscience
+        guard = open_guard(conscience.guard, self.environ)
         embeddings, model_missing = _example_embeddings(conscience, self._db)
         self.conscience = Conscience(
             self._db,
             conscience.deny_weight,
             embeddings=embeddings,
             threshold=conscience.example_threshold,
+            guard=guard,
         )
         memory = self.settings.memory
         soul = Soul(self._db, _soul_settings(self.settings))
@@ -281,6 +284,7 @@ class Daemon:
             backup_interval_s=backup_interval_s,
             mqtt=self._mqtt,
             llm=llm,
+            guard=guard,
             model_missing=model_missing,
         )
         api = self.settings.api
