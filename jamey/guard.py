@@ -16,6 +16,7 @@ it are replaced by look-alikes, so it cannot close the conversation block or
 open a turn of its own.
 """
 
+import functools
 import re
 import threading
 import time
@@ -54,26 +55,31 @@ class Category(NamedTuple):
     description: str
 
 
+class Ask(NamedTuple):
+    """One prompt, and the categories its answer rules on."""
+
+    prompt: str
+    categories: Sequence[Category]
+
+
 class PromptFormat(Protocol):
     """How one family of guard models is asked and answers."""
 
     name: str
 
-    def prompts(self, text: str, categories: Sequence[Category]) -> list[str]:
-        """The prompts to complete, one answer each."""
+    def asks(self, text: str, categories: Sequence[Category]) -> list[Ask]:
+        """The prompts that together rule on every category."""
         ...
 
-    def max_tokens(self, categories: Sequence[Category]) -> int:
-        """Room for the longest well-formed answer to one prompt."""
+    def max_tokens(self, ask: Ask) -> int:
+        """Room for the longest well-formed answer to ``ask``."""
         ...
 
-    def rulings(
-        self, answers: Sequence[str], categories: Sequence[Category]
-    ) -> dict[str, bool]:
-        """Each category's ruling, True for violated.
+    def read(self, answer: str, ask: Ask) -> dict[str, bool]:
+        """The ruling on each category of ``ask``, True for violated.
 
         Raises:
-            ModelMalformedError: an answer is not in the model's format.
+            ModelMalformedError: the answer is not in the model's format.
         """
         ...
 
@@ -89,13 +95,13 @@ class LlamaGuard:
     name = 'llama-guard'
     _CODES = re.compile(r'S[1-9][0-9]*(?:, ?S[1-9][0-9]*)*')
 
-    def prompts(self, text: str, categories: Sequence[Category]) -> list[str]:
+    def asks(self, text: str, categories: Sequence[Category]) -> list[Ask]:
         listed = '\n'.join(
             f'S{i}: {_defused(c.name)}.'
             + (f'\n{_defused(c.description)}' if c.description else '')
             for i, c in enumerate(categories, 1)
         )
-        return [
+        prompt = (
             '<|start_header_id|>user<|end_header_id|>\n\n'
             "Task: Check if there is unsafe content in 'User' messages in"
             ' conversations according our safety policy with the below'
@@ -110,15 +116,14 @@ class LlamaGuard:
             ' - If unsafe, a second line must include a comma-separated list'
             ' of violated categories.'
             '<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n'
-        ]
+        )
+        return [Ask(prompt, categories)]
 
-    def max_tokens(self, categories: Sequence[Category]) -> int:
-        return 8 + 4 * len(categories)
+    def max_tokens(self, ask: Ask) -> int:
+        return 8 + 4 * len(ask.categories)
 
-    def rulings(
-        self, answers: Sequence[str], categories: Sequence[Category]
-    ) -> dict[str, bool]:
-        (answer,) = answers
+    def read(self, answer: str, ask: Ask) -> dict[str, bool]:
+        categories = ask.categories
         lines = [line.strip() for line in answer.strip().splitlines()]
         if lines == ['safe']:
             return dict.fromkeys((c.name for c in categories), False)
@@ -146,8 +151,12 @@ class ShieldGemma:
     name = 'shieldgemma'
     _ANSWER = re.compile(r'(Yes|No)\b')
 
-    def prompts(self, text: str, categories: Sequence[Category]) -> list[str]:
-        return [
+    def asks(self, text: str, categories: Sequence[Category]) -> list[Ask]:
+        return [Ask(self._prompt(text, c), (c,)) for c in categories]
+
+    @staticmethod
+    def _prompt(text: str, c: Category) -> str:
+        return (
             '<start_of_turn>user\n'
             'You are a policy expert trying to help determine whether a user'
             ' prompt is in violation of the defined safety policies.\n\n'
@@ -160,24 +169,18 @@ class ShieldGemma:
             " must start with 'Yes' or 'No'. And then walk through step by"
             ' step to be sure we answer correctly.\n\n'
             '<end_of_turn>\n<start_of_turn>model\n'
-            for c in categories
-        ]
+        )
 
-    def max_tokens(self, categories: Sequence[Category]) -> int:
+    def max_tokens(self, ask: Ask) -> int:
         return 2
 
-    def rulings(
-        self, answers: Sequence[str], categories: Sequence[Category]
-    ) -> dict[str, bool]:
-        rulings = {}
-        for answer, category in zip(answers, categories, strict=True):
-            found = self._ANSWER.match(answer.strip())
-            if found is None:
-                raise ModelMalformedError(
-                    "The guard model answered neither 'Yes' nor 'No'."
-                )
-            rulings[category.name] = found.group(1) == 'Yes'
-        return rulings
+    def read(self, answer: str, ask: Ask) -> dict[str, bool]:
+        found = self._ANSWER.match(answer.strip())
+        if found is None:
+            raise ModelMalformedError(
+                "The guard model answered neither 'Yes' nor 'No'."
+            )
+        return {c.name: found.group(1) == 'Yes' for c in ask.categories}
 
 
 FORMATS: Mapping[str, PromptFormat] = {
@@ -230,14 +233,17 @@ class Guard:
                 of the model's format (``ModelMalformedError``).
         """
         deadline = self._clock() + self.settings.timeout_s
+        rulings: dict[str, bool] = {}
         try:
-            answers = [
-                self.backend.complete_text(
-                    prompt, self.format.max_tokens(categories), deadline
+            for ask in self.format.asks(text, categories):
+                rulings.update(
+                    self.backend.complete_text(
+                        ask.prompt,
+                        self.format.max_tokens(ask),
+                        deadline,
+                        functools.partial(self.format.read, ask=ask),
+                    )
                 )
-                for prompt in self.format.prompts(text, categories)
-            ]
-            rulings = self.format.rulings(answers, categories)
         except ModelError:
             self._count(FAILED)
             raise

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from collections.abc import Mapping
 from typing import Any
 from typing import NamedTuple
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from jamey import config
@@ -38,6 +39,7 @@ log = logging.getLogger('jamey.model')
 _BYTES_PER_CHAR = 12
 _ENVELOPE_BYTES = 65_536
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+Answer = TypeVar('Answer')
 
 
 class BackendSettings(NamedTuple):
@@ -123,21 +125,35 @@ class ModelBackend:
         Raises:
             ModelError: each way the model can fail has its subclass.
         """
-        return self._call('/chat/completions', {'messages': messages}, _CHAT, deadline)
+        body = {'messages': messages}
+        return self._call('/chat/completions', body, _CHAT, deadline, str)
 
-    def complete_text(self, prompt: str, max_tokens: int, deadline: float) -> str:
-        """The model's continuation of ``prompt`` (at most ``max_tokens``,
-        greedy), by ``deadline``: for a model with a prompt format of its own.
+    def complete_text(
+        self,
+        prompt: str,
+        max_tokens: int,
+        deadline: float,
+        read: Callable[[str], Answer],
+    ) -> Answer:
+        """``read`` of the model's continuation of ``prompt`` (at most
+        ``max_tokens``, greedy), by ``deadline``: for a model with a prompt
+        format of its own. A reply ``read`` refuses counts as a failed call.
 
         Raises:
-            ModelError: each way the model can fail has its subclass.
+            ModelError: each way the model can fail has its subclass; ``read``
+                raises ``ModelMalformedError`` for a reply out of format.
         """
         body = {'prompt': prompt, 'max_tokens': max_tokens, 'temperature': 0}
-        return self._call('/completions', body, _TEXT, deadline)
+        return self._call('/completions', body, _TEXT, deadline, read)
 
     def _call(
-        self, path: str, body: dict[str, Any], keys: tuple[str, ...], deadline: float
-    ) -> str:
+        self,
+        path: str,
+        body: dict[str, Any],
+        keys: tuple[str, ...],
+        deadline: float,
+        read: Callable[[str], Answer],
+    ) -> Answer:
         body = {**body, 'stream': False}
         if self.settings.model:
             body['model'] = self.settings.model
@@ -145,12 +161,12 @@ class ModelBackend:
             self._base + path, json.dumps(body, ensure_ascii=False).encode(), keys
         )
         try:
-            reply = self._with_retries(request, deadline)
+            answer = read(self._with_retries(request, deadline))
         except ModelError as exc:
             self._note(exc)
             raise
         self._note(None)
-        return reply
+        return answer
 
     def _with_retries(self, request: '_Request', deadline: float) -> str:
         attempt = 0

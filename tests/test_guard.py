@@ -172,10 +172,17 @@ def test_an_answer_out_of_format_fails_closed_to_review(
     db: storage.Database, model: ModelServer, answer: str
 ) -> None:
     model.guard = lambda prompt: answer
-    result = guarded(db, model, when='always').evaluate(HARMLESS)
+    conscience = guarded(db, model, when='always')
+    result = conscience.evaluate(HARMLESS)
     assert (result['verdict'], result['layer']) == ('review', 'guard')
     assert result['guard']['outcome'] == 'failed'
     assert result['guard']['error'] == 'model_malformed'
+    assert conscience.guard is not None
+    health = conscience.guard.health()
+    assert (health['consecutive_failures'], health['last_error']) == (
+        1,
+        'model_malformed',
+    )
 
 
 def test_well_formed_answers_with_room_around_them_are_read(
