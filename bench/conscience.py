@@ -348,7 +348,7 @@ def main() -> None:
         '--band',
         type=float,
         default=0.1,
-        help='how far above the threshold the cheap layers count as unsure',
+        help='conscience.guard.band (sure: this far above the threshold)',
     )
     parser.add_argument(
         '--limit', type=int, default=0, help='judge only the first N dev prompts'

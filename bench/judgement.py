@@ -6,10 +6,12 @@ verdict is not ``allow``. Each layer is a real jameyd with the seeded rules,
 asked over its Unix socket by one client, one prompt at a time:
 - phrases: ``conscience.meaning = "off"`` (the phrase lists alone);
 - examples: phrases and the seeded examples (the default);
-- ceiling: the examples' answers, except that where the cheap layers are
-  unsure (no rule's nearest example or counterexample within ``band`` above
-  the threshold, or a verdict of ``review``) a guard that is always right
-  answers: what a guard model could add at best, and how often it is asked.
+- cascade: phrases and examples with ``conscience.guard`` pointed at an
+  oracle, a guard server that answers each prompt with its label: the
+  daemon asks it where the cheap layers are unsure (``when = "unsure"``,
+  ``band``), so this is what a guard model could add at best, and how often
+  it is asked. The oracle answers at once; a real guard adds its own time
+  to the asked share.
 Reported per layer: precision, recall and F1 of flagging the harmful
 prompts; false alarms on the benign look-alike sources and on the everyday
 ones; latency p50/p99 of POST /evaluate; resident memory after the run; and
@@ -20,8 +22,11 @@ import csv
 import json
 import socket
 import statistics
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from typing import NamedTuple
@@ -49,7 +54,7 @@ class Prompt(NamedTuple):
 
 class Answer(NamedTuple):
     flagged: bool
-    unsure: bool
+    guard_asked: bool
     latency_s: float
 
 
@@ -94,18 +99,40 @@ class Client:
         self.sock.close()
 
 
-def unsure(document: dict[str, Any], threshold: float, band: float) -> bool:
-    """Whether a guard would be asked: a verdict of review, or nothing a rule
-    knows near enough to be sure."""
-    if document['verdict'] == 'review':
-        return True
-    nearest = [
-        near['similarity']
-        for m in document['meaning']
-        for near in (m['example'], m['counterexample'])
-        if near is not None
-    ]
-    return not nearest or max(nearest) < threshold + band
+class _OracleHandler(BaseHTTPRequestHandler):
+    server: 'Oracle'
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers['Content-Length'])))
+        # The daemon's Llama Guard prompt holds the text between these, with
+        # its angle brackets replaced by look-alikes.
+        text = body['prompt'].split('User: ', 1)[1].rsplit('\n\n<END CONVERSATION>', 1)
+        asked = text[0].replace('\u2039', '<').replace('\u203a', '>')
+        answer = 'unsafe\nS1' if self.server.harmful[asked] else 'safe'
+        data = json.dumps({'choices': [{'text': answer}]}).encode()
+        self.send_response(200)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+class Oracle(ThreadingHTTPServer):
+    """A guard server that knows every prompt's label."""
+
+    daemon_threads = True
+
+    def __init__(self, prompts: list[Prompt]) -> None:
+        super().__init__(('127.0.0.1', 0), _OracleHandler)
+        self.harmful = {p.text: p.harmful for p in prompts}
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f'http://127.0.0.1:{self.server_address[1]}/v1'
 
 
 class Run(NamedTuple):
@@ -114,7 +141,7 @@ class Run(NamedTuple):
     rss_mb: float
 
 
-def run_layer(prompts: list[Prompt], threshold: float, band: float, **env: str) -> Run:
+def run_layer(prompts: list[Prompt], **env: str) -> Run:
     with scratch() as root:
         ready_s, proc = start_until_ready(
             [str(BIN / 'jameyd')], jameyd_env(root, **env), root
@@ -129,7 +156,7 @@ def run_layer(prompts: list[Prompt], threshold: float, band: float, **env: str) 
                 answers.append(
                     Answer(
                         document['verdict'] != 'allow',
-                        unsure(document, threshold, band),
+                        document['guard'] is not None,
                         elapsed,
                     )
                 )
@@ -177,21 +204,26 @@ def bench_judgement(threshold: float, band: float, limit: int) -> None:
         f' ({harmful} harmful), threshold {threshold:g}, guard band {band:g}'
     )
     setting = {'JAMEY_CONSCIENCE_EXAMPLE_THRESHOLD': str(threshold)}
-    phrases = run_layer(prompts, threshold, band, JAMEY_CONSCIENCE_MEANING='off')
-    examples = run_layer(prompts, threshold, band, **setting)
-    ceiling = [
-        p.harmful if a.unsure else a.flagged
-        for p, a in zip(prompts, examples.answers, strict=True)
-    ]
-    asked = sum(a.unsure for a in examples.answers)
-    print(f'  phrases   {quality(prompts, [a.flagged for a in phrases.answers])}')
-    print(f'  examples  {quality(prompts, [a.flagged for a in examples.answers])}')
-    print(
-        f'  ceiling   {quality(prompts, ceiling)}'
-        f'  (guard asked for {100 * asked / len(prompts):.1f} %)'
-    )
-    print(f'  phrases   {latency(phrases)}')
-    print(f'  examples  {latency(examples)}')
+    phrases = run_layer(prompts, JAMEY_CONSCIENCE_MEANING='off')
+    examples = run_layer(prompts, **setting)
+    oracle = Oracle(prompts)
+    try:
+        cascade = run_layer(
+            prompts,
+            **setting,
+            JAMEY_CONSCIENCE_GUARD_BASE_URL=oracle.base_url,
+            JAMEY_CONSCIENCE_GUARD_BAND=str(band),
+        )
+    finally:
+        oracle.shutdown()
+        oracle.server_close()
+    asked = sum(a.guard_asked for a in cascade.answers)
+    runs = (('phrases', phrases), ('examples', examples), ('cascade', cascade))
+    for name, run in runs:
+        print(f'  {name:9} {quality(prompts, [a.flagged for a in run.answers])}')
+    print(f'  (cascade: the oracle guard asked for {100 * asked / len(prompts):.1f} %)')
+    for name, run in runs:
+        print(f'  {name:9} {latency(run)}')
     slower = statistics.median(a.latency_s for a in examples.answers) / (
         statistics.median(a.latency_s for a in phrases.answers)
     )
