@@ -9,6 +9,8 @@ from typing import Any
 import pytest
 from conftest import run_cli
 from model_server import ModelServer
+from test_chat import chat
+from test_chat import llm_env
 from test_soul_api import call
 
 from jamey import config
@@ -420,3 +422,21 @@ def test_bad_guard_settings_stop_the_start(
     daemon = make_jameyd(env=env).start(wait_ready=False)
     assert daemon.wait() == 78
     assert f'conscience.guard.{named}' in daemon.log_text()
+
+
+def test_chat_messages_and_replies_are_judged_with_the_guard(
+    make_jameyd: Any, model: ModelServer
+) -> None:
+    daemon = make_jameyd(env={**llm_env(model), **guard_env(model)}).start()
+    model.guard = lambda prompt: 'unsafe\nS1' if 'You said' in prompt else 'safe'
+    status, document = chat(daemon, {'message': PHRASE_VIOLATION})
+    assert status == 200, document
+    message = document['judged']['evaluation']
+    assert (message['verdict'], message['layer']) == ('allow', 'guard')
+    assert document['outcome'] == 'withheld'
+    reply = document['reply_judgement']
+    assert (reply['verdict'], reply['layer']) == ('deny', 'guard')
+    assert 'no-harm' in document['explanation']
+    asked = prompts(model)
+    assert len(asked) == 2
+    assert 'You said' in asked[1]
