@@ -2,8 +2,10 @@
 
 Documents are Debian's fortunes, one per document, repeated with a suffix
 to reach the scale asked for; queries are 1,000 words and two-word phrases
-drawn from the corpus. Every peer runs in this process on the same documents
-and queries, with the same transaction batching and ``synchronous=FULL``:
+drawn from the corpus, every word required (jamey's ``match=all``, as
+FTS5's AND; ``scripts/bench recall`` measures questions). Every peer runs
+in this process on the same documents and queries, with the same
+transaction batching and ``synchronous=FULL``:
 - jamey: MemoryStore (SQLite rows + journal, the Rust tantivy index);
 - fts5: an FTS5 table through apsw, ranked by bm25;
 - tantivy-py: the tantivy package from PyPI with an equivalent schema;
@@ -107,7 +109,7 @@ class Jamey:
             self.store.store({'content': d, 'layer': layer_of(i)})
 
     def search(self, query: str, layer: str | None) -> int:
-        return len(self.store.search(query, layer=layer, limit=10))
+        return len(self.store.search(query, layer=layer, limit=10, match='all'))
 
     def close(self) -> None:
         self.store.stop()
@@ -125,7 +127,7 @@ class JameyIndex:
     def search(self, query: str, layer: str | None) -> int:
         index = self.jamey.store.index
         assert index is not None
-        return len(index.search(query, layer=layer, limit=10))
+        return len(index.search(query, all_words=True, layer=layer, limit=10))
 
 
 class JameyRows:

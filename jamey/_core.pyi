@@ -143,10 +143,16 @@ class MemoryIndex:
         self,
         query: str,
         *,
+        all_words: bool = False,
         layer: str | None = None,
         entity: str | None = None,
         since: int | None = None,
         until: int | None = None,
         limit: int = 10,
     ) -> list[tuple[str, float]]:
-        """Best matches as ``(id, score)``, best first; bad syntax never raises."""
+        """Best matches as ``(id, score)``, best first; bad syntax never raises.
+
+        The words of ``query`` are alternatives ranked by BM25, its English
+        stopwords left out while other words remain; ``all_words`` requires
+        every word instead.
+        """

@@ -37,6 +37,10 @@ MAX_CONTENT_CHARS = 10_000
 MAX_ENTITY_CHARS = validation.MAX_ENTITY_CHARS
 MAX_METADATA_BYTES = 4096
 MAX_LIMIT = 100
+# How a query's words match: any of them, ranked, or all of them.
+MATCH_ANY = 'any'
+MATCH_ALL = 'all'
+MATCHES = (MATCH_ANY, MATCH_ALL)
 BATCH = 1000
 BULK = 100  # changes in one transaction that wake the indexer at once
 FIELDS = ('content', 'layer', 'entity', 'metadata')
@@ -567,8 +571,19 @@ class MemoryStore:
         since: str | None = None,
         until: str | None = None,
         limit: int = 20,
+        match: str = MATCH_ANY,
     ) -> list[tuple[Memory, float | None]]:
-        """Memories matching ``query`` (best first), or the newest without one."""
+        """Memories matching ``query`` (best first), or the newest without one.
+
+        ``match`` is ``any`` (memories with any of the words, ranked by BM25:
+        a question is a query) or ``all`` (only those with every word).
+        """
+        if not isinstance(match, str):
+            raise InputError('match', 'wrong_type', 'match must be a string.')
+        if match not in MATCHES:
+            raise InputError(
+                'match', 'unknown_match', f'match must be one of {", ".join(MATCHES)}.'
+            )
         if layer is not None and layer not in LAYERS:
             raise InputError(
                 'layer', 'unknown_layer', f'layer must be one of {", ".join(LAYERS)}.'
@@ -590,6 +605,7 @@ class MemoryStore:
         assert self.index is not None, 'start() first'
         hits = self.index.search(
             query,
+            all_words=match == MATCH_ALL,
             layer=layer,
             entity=entity,
             since=since_ms,

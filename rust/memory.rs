@@ -6,7 +6,7 @@
 //! sequence it contains, so a restart replays exactly what is newer.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashSet};
 use std::fmt;
 use std::ops::Bound;
 use std::path::Path;
@@ -64,6 +64,8 @@ pub struct IndexedMemory {
 #[derive(Debug, Clone, Default)]
 pub struct Search {
     pub query: String,
+    /// Every word required (the conjunction), rather than any word ranked.
+    pub all_words: bool,
     pub layer: Option<String>,
     pub entity: Option<String>,
     pub since: Option<i64>,
@@ -120,8 +122,26 @@ pub struct MemoryIndex {
     reader: IndexReader,
     writer: Mutex<Option<IndexWriter>>,
     writer_bytes: usize,
-    parser: QueryParser,
+    // Queries of every word, and of any word.
+    all_words: QueryParser,
+    any_word: QueryParser,
+    // The stems of QUERY_STOPWORDS, as the index's analyzer makes them.
+    stopwords: HashSet<String>,
 }
+
+/// Words a question is made of that say nothing of what it asks about:
+/// dropped from an any-word query unless nothing else is left. Lucene's
+/// English list, and the question words, auxiliaries and pronouns.
+const QUERY_STOPWORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with", "what", "which", "who", "whom", "whose", "when",
+    "where", "why", "how", "do", "does", "did", "doing", "done", "have", "has", "had", "having",
+    "am", "were", "been", "being", "can", "could", "would", "should", "shall", "may", "might",
+    "must", "i", "me", "my", "mine", "you", "your", "yours", "he", "him", "his", "she", "her",
+    "hers", "we", "us", "our", "ours", "them", "its", "about", "from", "so", "than", "too", "very",
+    "just", "any", "some", "ever", "tell", "know",
+];
 
 impl MemoryIndex {
     /// Open the index in `dir`, creating it if the directory is empty.
@@ -134,15 +154,19 @@ impl MemoryIndex {
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
-        let mut parser = QueryParser::for_index(&index, vec![fields.content]);
-        parser.set_conjunction_by_default();
+        let mut all_words = QueryParser::for_index(&index, vec![fields.content]);
+        all_words.set_conjunction_by_default();
+        let any_word = QueryParser::for_index(&index, vec![fields.content]);
+        let stopwords = stems(&index, QUERY_STOPWORDS)?;
         Ok(MemoryIndex {
             index,
             fields,
             reader,
             writer: Mutex::new(None),
             writer_bytes: writer_bytes.max(MIN_WRITER_BYTES),
-            parser,
+            all_words,
+            any_word,
+            stopwords,
         })
     }
 
@@ -254,13 +278,16 @@ impl MemoryIndex {
     /// Ids and BM25 scores of the best matches, best first.
     ///
     /// The query is parsed leniently: syntax it cannot read is dropped, never
-    /// an error. A query with no words matches nothing.
+    /// an error. A query with no words matches nothing. Its words are
+    /// alternatives ranked by BM25 (a question is a query), its stopwords
+    /// dropped while other words are left; with `all_words`, each is
+    /// required.
     ///
-    /// Its words and the filters make one flat conjunction, and a lone word
-    /// is searched as itself: tantivy skips whole blocks of a posting list
-    /// that cannot reach the top k only for a term or a conjunction of terms,
-    /// not for one nested in another (a common word took 1.3 ms at 1 M
-    /// documents, scoring every document that has it).
+    /// Required words and the filters make one flat conjunction, and a lone
+    /// word is searched as itself: tantivy skips whole blocks of a posting
+    /// list that cannot reach the top k only for a term or a conjunction of
+    /// terms, not for one nested in another (a common word took 1.3 ms at
+    /// 1 M documents, scoring every document that has it).
     pub fn search(&self, search: &Search) -> Result<Vec<(String, f32)>, IndexError> {
         let query = self.query_of(search);
         let searcher = self.reader.searcher();
@@ -276,8 +303,12 @@ impl MemoryIndex {
 
     /// The query a search runs: its words and its filters.
     fn query_of(&self, search: &Search) -> Box<dyn Query> {
-        let (parsed, _errors) = self.parser.parse_query_lenient(&search.query);
-        let mut clauses = conjunction_of(parsed);
+        let mut clauses = if search.all_words {
+            conjunction_of(self.all_words.parse_query_lenient(&search.query).0)
+        } else {
+            let parsed = self.any_word.parse_query_lenient(&search.query).0;
+            vec![(Occur::Must, without_stopwords(parsed, &self.stopwords))]
+        };
         let f = self.fields;
         for (field, value) in [(f.layer, &search.layer), (f.entity, &search.entity)] {
             if let Some(value) = value {
@@ -306,6 +337,48 @@ impl MemoryIndex {
             1 => clauses.swap_remove(0).1,
             _ => Box::new(BooleanQuery::new(clauses)),
         }
+    }
+}
+
+/// The stems `analyzer` of the content field makes of `words`.
+fn stems(index: &Index, words: &[&str]) -> Result<HashSet<String>, IndexError> {
+    let mut analyzer = index
+        .tokenizers()
+        .get("en_stem")
+        .ok_or_else(|| IndexError("the en_stem analyzer is missing".into()))?;
+    let mut found = HashSet::new();
+    for word in words {
+        let mut stream = analyzer.token_stream(word);
+        while let Some(token) = stream.next() {
+            found.insert(token.text.clone());
+        }
+    }
+    Ok(found)
+}
+
+/// An any-word query less its stopword terms, unless they are all it has.
+fn without_stopwords(parsed: Box<dyn Query>, stopwords: &HashSet<String>) -> Box<dyn Query> {
+    let Some(boolean) = parsed.downcast_ref::<BooleanQuery>() else {
+        return parsed;
+    };
+    let is_stopword = |query: &dyn Query| {
+        query.downcast_ref::<TermQuery>().is_some_and(|term| {
+            term.term()
+                .value()
+                .as_str()
+                .is_some_and(|text| stopwords.contains(text))
+        })
+    };
+    let kept: Vec<(Occur, Box<dyn Query>)> = boolean
+        .clauses()
+        .iter()
+        .filter(|(occur, query)| *occur != Occur::Should || !is_stopword(query.as_ref()))
+        .map(|(occur, query)| (*occur, query.box_clone()))
+        .collect();
+    match kept.len() {
+        0 => parsed,
+        1 if kept[0].0 != Occur::MustNot => kept.into_iter().next().map_or(parsed, |k| k.1),
+        _ => Box::new(BooleanQuery::new(kept)),
     }
 }
 
@@ -476,7 +549,7 @@ mod tests {
     }
 
     #[test]
-    fn words_and_filters_make_one_conjunction() {
+    fn all_words_and_filters_make_one_conjunction() {
         let dir = tempfile::tempdir().unwrap();
         let index = MemoryIndex::open(dir.path(), MIN_WRITER_BYTES).unwrap();
         index
@@ -499,7 +572,10 @@ mod tests {
             ])
             .unwrap();
         index.commit(1).unwrap();
-        let mut both = search("apples pears");
+        let mut both = Search {
+            all_words: true,
+            ..search("apples pears")
+        };
         assert_eq!(ids(index.search(&both).unwrap()), ["a", "c"]);
         both.layer = Some("episodic".into());
         assert_eq!(ids(index.search(&both).unwrap()), ["a"]);
@@ -518,6 +594,39 @@ mod tests {
             none.layer = Some("episodic".into());
             assert!(index.search(&none).unwrap().is_empty(), "{words:?}");
         }
+    }
+
+    #[test]
+    fn any_word_ranks_and_leaves_out_stopwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let index = MemoryIndex::open(dir.path(), MIN_WRITER_BYTES).unwrap();
+        index
+            .add(&[
+                memory("tea", "semantic", None, 1, "Alice likes green tea"),
+                memory("coffee", "semantic", None, 2, "Bob drinks his coffee black"),
+                memory("chatter", "semantic", None, 3, "What does it do? Who knows"),
+                memory("both", "semantic", None, 4, "Alice drinks water"),
+            ])
+            .unwrap();
+        index.commit(1).unwrap();
+        let found = index.search(&search("What does Alice drink?")).unwrap();
+        let order: Vec<&str> = found.iter().map(|(id, _)| id.as_str()).collect();
+        assert_eq!(order[0], "both");
+        assert_eq!(ids(found), ["both", "coffee", "tea"]);
+        // Only stopwords: they are the query.
+        assert_eq!(
+            ids(index.search(&search("what does it do")).unwrap()),
+            ["chatter"]
+        );
+        let required = Search {
+            all_words: true,
+            ..search("What does Alice drink?")
+        };
+        assert!(index.search(&required).unwrap().is_empty());
+        let mut filtered = search("alice coffee");
+        filtered.limit = 10;
+        filtered.since = Some(2);
+        assert_eq!(ids(index.search(&filtered).unwrap()), ["both", "coffee"]);
     }
 
     #[test]

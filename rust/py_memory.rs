@@ -80,12 +80,13 @@ impl MemoryIndex {
     }
 
     /// Best matches as ``(id, score)``, best first; bad syntax never raises.
-    #[pyo3(signature = (query, *, layer=None, entity=None, since=None, until=None, limit=10))]
+    #[pyo3(signature = (query, *, all_words=false, layer=None, entity=None, since=None, until=None, limit=10))]
     #[allow(clippy::too_many_arguments)]
     fn search(
         &self,
         py: Python<'_>,
         query: String,
+        all_words: bool,
         layer: Option<String>,
         entity: Option<String>,
         since: Option<i64>,
@@ -94,6 +95,7 @@ impl MemoryIndex {
     ) -> PyResult<Vec<(String, f32)>> {
         let search = memory::Search {
             query,
+            all_words,
             layer,
             entity,
             since,

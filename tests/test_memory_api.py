@@ -57,9 +57,50 @@ def test_store_and_find(make_jameyd: Any) -> None:
     assert (status, problem['code']) == (404, 'memory_not_found')
 
 
+def test_a_question_is_a_query_and_match_all_requires_every_word(
+    make_jameyd: Any,
+) -> None:
+    daemon = make_jameyd(env=FAST).start()
+    texts = [
+        'Alice likes green tea in the morning',
+        'Bob drinks his coffee black',
+        'What does it matter? Nobody knows',
+        'The garden gate sticks',
+    ]
+    ids = [store(daemon, {'content': t, 'layer': 'episodic'})[1]['id'] for t in texts]
+    status, found = search(
+        daemon, q='What does Alice like to drink in the morning?', consistent='true'
+    )
+    assert status == 200
+    ranked = [m['id'] for m in found['memories']]
+    assert ranked[0] == ids[0]
+    assert set(ranked) == {ids[0], ids[1]}  # "drink", not "what" or "does"
+    scores = [m['score'] for m in found['memories']]
+    assert scores == sorted(scores, reverse=True)
+    assert search(daemon, q='Alice coffee', match='all')[1]['memories'] == []
+    both = search(daemon, q='green tea', match='all')[1]['memories']
+    assert [m['id'] for m in both] == [ids[0]]
+    either = search(daemon, q='green tea', match='any')[1]['memories']
+    assert [m['id'] for m in either] == [ids[0]]
+    # Syntax is read as before: a required and an excluded word.
+    assert [m['id'] for m in search(daemon, q='+coffee -tea')[1]['memories']] == [
+        ids[1]
+    ]
+    assert search(daemon, q='drinks -coffee')[1]['memories'] == []
+    result = run_cli(
+        '--socket', str(daemon.socket), 'memory', 'search', 'Alice coffee', '--all'
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, '(nothing found)')
+    result = run_cli('--socket', str(daemon.socket), 'memory', 'search', 'Alice coffee')
+    assert texts[0] in result.stdout
+    assert texts[1] in result.stdout
+
+
 @pytest.mark.parametrize(
     ('target', 'field', 'code'),
     [
+        ('/memories?q=tea&match=some', 'match', 'unknown_match'),
+        ('/memories?q=tea&match=any&match=all', 'match', 'wrong_type'),
         ('/memories?layer=dreams', 'layer', 'unknown_layer'),
         ('/memories?limit=abc', 'limit', 'wrong_type'),
         ('/memories?limit=500', 'limit', 'out_of_range'),

@@ -393,6 +393,11 @@ def test_store_then_query_through_mqtt(dev_a: Jameyd, sibling: Sibling) -> None:
         time.sleep(0.1)
     assert [m['id'] for m in found] == [stored['id']]
     assert found[0]['score'] > 0
+    question = {'q': 'Which fox jumps over the dog?', 'layer': 'episodic'}
+    asked = ask(sibling, QUERY, question)['payload']['memories']
+    assert [m['id'] for m in asked] == [stored['id']]
+    every = ask(sibling, QUERY, {**question, 'match': 'all'})['payload']
+    assert every['memories'] == []
     newest = ask(sibling, QUERY, {'q': '', 'limit': 1})
     assert newest['payload']['memories'][0]['id'] == stored['id']
 
@@ -592,6 +597,8 @@ WRONG_FIELDS = [
     (QUERY, {'q': 'x', 'layer': ['semantic']}, 'unknown_layer', 'layer'),
     (QUERY, {'q': 'x', 'entity': 7}, 'wrong_type', 'entity'),
     (QUERY, {'q': 'x', 'since': 'now'}, 'unknown_field', 'since'),
+    (QUERY, {'q': 'x', 'match': True}, 'wrong_type', 'match'),
+    (QUERY, {'q': 'x', 'match': 'most'}, 'unknown_match', 'match'),
 ]
 
 

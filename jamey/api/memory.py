@@ -18,7 +18,7 @@ from jamey.api.problems import Problem
 from jamey.memory import MemoryStore
 
 _JSON = 'application/json'
-_QUERY = ('q', 'layer', 'entity', 'since', 'until', 'limit', 'consistent')
+_QUERY = ('q', 'match', 'layer', 'entity', 'since', 'until', 'limit', 'consistent')
 
 
 SCHEMAS: dict[str, Any] = {
@@ -97,13 +97,23 @@ class Memories:
             },
         },
         'get': {
-            'summary': 'Search memories (BM25), or list the newest without q',
+            'summary': 'Search memories (BM25, any word), or list the newest without q',
             'operationId': 'searchMemories',
             'parameters': [
                 query_parameter(
                     'q',
                     {'type': 'string', 'maxLength': memory.MAX_CONTENT_CHARS},
-                    'words to look for; any syntax is accepted',
+                    'words to look for (a question will do); any syntax is accepted',
+                ),
+                query_parameter(
+                    'match',
+                    {
+                        'type': 'string',
+                        'enum': list(memory.MATCHES),
+                        'default': memory.MATCH_ANY,
+                    },
+                    'any: memories with any of the words, ranked by BM25 (English'
+                    ' stopwords left out); all: only those with every word',
                 ),
                 query_parameter(
                     'layer',
@@ -173,6 +183,7 @@ class Memories:
                 )
         found = self.store.search(
             params.get('q'),
+            match=params.get('match', memory.MATCH_ANY),
             layer=params.get('layer'),
             entity=params.get('entity'),
             since=params.get('since'),

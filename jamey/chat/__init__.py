@@ -139,10 +139,10 @@ def conversation(earlier: list[Turn], message: str, turns: int) -> tuple[str, in
 
 
 def recall_query(message: str) -> str:
-    """Any word of the message, not all of them (the index's default), in
-    lower case so no word is read as an operator."""
+    """The message's first distinct words, ranked as any of them (the
+    index's default), in lower case so no word is read as an operator."""
     words = dict.fromkeys(w.casefold() for w in _WORD.findall(message))
-    return ' OR '.join(list(words)[:RECALL_WORDS])
+    return ' '.join(list(words)[:RECALL_WORDS])
 
 
 def _refusal(evaluation: dict[str, Any], what: str) -> str:

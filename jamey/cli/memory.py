@@ -54,6 +54,7 @@ def cmd_store(args: argparse.Namespace, client: Client) -> int:
 def cmd_search(args: argparse.Namespace, client: Client) -> int:
     params = {
         'q': args.query,
+        'match': 'all' if args.all else None,
         'layer': args.layer,
         'entity': args.entity,
         'since': args.since,
@@ -94,6 +95,11 @@ def register(commands: Any) -> None:
     store.set_defaults(run=cmd_store)
     search = actions.add_parser('search', help='search (or list the newest)')
     search.add_argument('query', nargs='?')
+    search.add_argument(
+        '--all',
+        action='store_true',
+        help='only memories with every word (default: any word, ranked)',
+    )
     search.add_argument('--layer')
     search.add_argument('--entity')
     search.add_argument('--since', metavar='TIME')

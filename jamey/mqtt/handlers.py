@@ -17,7 +17,7 @@ from jamey.judgement import judge_request
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
 
-QUERY_FIELDS = ('q', 'layer', 'entity', 'limit')
+QUERY_FIELDS = ('q', 'match', 'layer', 'entity', 'limit')
 DEFAULT_LIMIT = 20
 
 # A handler takes the payload and the principal the request speaks for.
@@ -44,7 +44,11 @@ def handlers(
         if isinstance(limit, bool) or not isinstance(limit, int):
             raise InputError('limit', 'wrong_type', 'limit must be an integer.')
         found = memories.search(
-            q, layer=payload.get('layer'), entity=payload.get('entity'), limit=limit
+            q,
+            match=payload.get('match', memory.MATCH_ANY),
+            layer=payload.get('layer'),
+            entity=payload.get('entity'),
+            limit=limit,
         )
         return memory.search_results(found)
 
