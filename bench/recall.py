@@ -8,8 +8,9 @@ that entity, once per way of matching. Reported per category and in all:
 evidence recall@5/@10/@20 (the share of a question's evidence turns among
 the first k) and hit@10 (at least one among the first ten), for
 ``match=any`` (the default) against ``match=all`` (every word required,
-the search before questions were queries), measured in the same run; and
-search latency p50/p99.
+the search before questions were queries), measured in the same run; with
+``context=1``, hit@10 counts an evidence turn that is one of the ten hits or
+one of their neighbours; and search latency p50/p99.
 """
 
 import json
@@ -90,13 +91,19 @@ def load(sock: Path) -> tuple[list[Question], dict[str, str]]:
 
 
 def ask(
-    sock: Path, questions: list[Question], turn_of: dict[str, str], match: str
+    sock: Path,
+    questions: list[Question],
+    turn_of: dict[str, str],
+    match: str,
+    context: int,
 ) -> tuple[list[list[str]], list[float]]:
+    """Per question, the turns found: the hits in rank order; with context,
+    the first ten hits and their neighbours."""
     ranked, times = [], []
     for q in questions:
-        target = '/memories?' + urllib.parse.urlencode(
-            {'q': q.text, 'entity': q.entity, 'limit': max(KS), 'match': match}
-        )
+        params = {'q': q.text, 'entity': q.entity, 'match': match}
+        params.update(limit=str(10 if context else max(KS)), context=str(context))
+        target = '/memories?' + urllib.parse.urlencode(params)
         started = time.perf_counter()
         found = call(sock, 'GET', target)['memories']
         times.append(time.perf_counter() - started)
@@ -104,13 +111,20 @@ def ask(
     return ranked, times
 
 
-def report(questions: list[Question], ranked: list[list[str]]) -> None:
+def report(questions: list[Question], ranked: list[list[str]], context: int) -> None:
     groups: dict[str, list[int]] = {name: [] for name in CATEGORIES.values()}
     groups['all'] = []
     for i, q in enumerate(questions):
         groups[CATEGORIES[q.category]].append(i)
         groups['all'].append(i)
     for name, members in groups.items():
+        hit = statistics.fmean(
+            bool(questions[i].evidence & set(ranked[i] if context else ranked[i][:10]))
+            for i in members
+        )
+        if context:
+            print(f'    {name:12} n={len(members):4}  hit@10 with neighbours {hit:.3f}')
+            continue
         recall = {
             k: statistics.fmean(
                 len(questions[i].evidence & set(ranked[i][:k]))
@@ -119,9 +133,6 @@ def report(questions: list[Question], ranked: list[list[str]]) -> None:
             )
             for k in KS
         }
-        hit = statistics.fmean(
-            bool(questions[i].evidence & set(ranked[i][:10])) for i in members
-        )
         print(
             f'    {name:12} n={len(members):4}  '
             + '  '.join(f'recall@{k} {recall[k]:.3f}' for k in KS)
@@ -145,15 +156,15 @@ def main() -> None:
                 f'Recall on the development conversations: {len(turn_of)} turns,'
                 f' {len(questions)} questions (categories 1-4)'
             )
-            for match in ('any', 'all'):
-                ranked, times = ask(sock, questions, turn_of, match)
+            for match, context in (('any', 0), ('all', 0), ('any', 1)):
+                ranked, times = ask(sock, questions, turn_of, match, context)
                 ms = sorted(t * 1000 for t in times)
                 p99 = ms[min(len(ms) - 1, int(0.99 * len(ms)))]
                 print(
-                    f'  match={match}: search p50 {statistics.median(ms):.2f} ms'
-                    f'  p99 {p99:.2f} ms'
+                    f'  match={match} context={context}: search p50'
+                    f' {statistics.median(ms):.2f} ms  p99 {p99:.2f} ms'
                 )
-                report(questions, ranked)
+                report(questions, ranked, context)
         finally:
             stop(proc)
     print(

@@ -667,6 +667,13 @@ class ChatSettings:
     recall_limit: int = setting(
         5, 'Memories recalled for a message (0: none)', minimum=0, maximum=20
     )
+    recall_context: int = setting(
+        1,
+        'Memories stored just before and after each recalled one that come'
+        ' with it (0: none)',
+        minimum=0,
+        maximum=5,
+    )
 
 
 @dataclass(frozen=True, repr=False)

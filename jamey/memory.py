@@ -41,6 +41,11 @@ MAX_LIMIT = 100
 MATCH_ANY = 'any'
 MATCH_ALL = 'all'
 MATCHES = (MATCH_ANY, MATCH_ALL)
+# The most neighbours a search may bring on each side of a hit.
+MAX_CONTEXT = 5
+# Memories of one layer and entity with the same value of this metadata key
+# (or none) belong together, in the order they were stored: a chat session.
+GROUP_KEY = 'session'
 BATCH = 1000
 BULK = 100  # changes in one transaction that wake the indexer at once
 FIELDS = ('content', 'layer', 'entity', 'metadata')
@@ -77,9 +82,23 @@ class Retention(NamedTuple):
     max_items: int
 
 
-def search_results(found: list[tuple[Memory, float | None]]) -> dict[str, Any]:
+class Found(NamedTuple):
+    """A memory a search answers: a hit with its score, or the context of
+    one (``context_of`` names the hit; no score)."""
+
+    memory: Memory
+    score: float | None
+    context_of: str | None
+
+
+def search_results(found: list[Found]) -> dict[str, Any]:
     """The document a search answers, whichever way it was asked."""
-    return {'memories': [{**m.as_dict(), 'score': score} for m, score in found]}
+    return {
+        'memories': [
+            {**f.memory.as_dict(), 'score': f.score, 'context_of': f.context_of}
+            for f in found
+        ]
+    }
 
 
 def _null(constant: str) -> None:
@@ -615,6 +634,61 @@ class MemoryStore:
         found = self._by_ids([memory_id for memory_id, _ in hits])
         # An id the index still has but the database no longer: deleted.
         return [(found[i], score) for i, score in hits if i in found]
+
+    def with_context(
+        self, hits: list[tuple[Memory, float | None]], neighbours: int
+    ) -> list[Found]:
+        """``hits`` in their order, each between the ``neighbours`` memories
+        stored just before it and just after it in its group (same layer,
+        entity and ``metadata.session``). A memory appears once: a hit as
+        itself, else as the context of the first hit it neighbours.
+
+        Raises:
+            InputError: ``neighbours`` is not in 0..MAX_CONTEXT.
+        """
+        if isinstance(neighbours, bool) or not isinstance(neighbours, int):
+            raise InputError('context', 'wrong_type', 'context must be an integer.')
+        if not 0 <= neighbours <= MAX_CONTEXT:
+            raise InputError(
+                'context',
+                'out_of_range',
+                f'context must be between 0 and {MAX_CONTEXT}.',
+            )
+        shown = {m.id for m, _ in hits}
+        found: list[Found] = []
+        for memory, score in hits:
+            before, after = (
+                self._neighbours(memory, neighbours) if neighbours else ([], [])
+            )
+            for side in (before, None, after):
+                if side is None:
+                    found.append(Found(memory, score, None))
+                    continue
+                for near in side:
+                    if near.id not in shown:
+                        shown.add(near.id)
+                        found.append(Found(near, None, memory.id))
+        return found
+
+    def _neighbours(self, memory: Memory, n: int) -> tuple[list[Memory], list[Memory]]:
+        """The ``n`` memories of ``memory``'s group stored before it (oldest
+        first) and after it."""
+        group = (memory.metadata or {}).get(GROUP_KEY)
+        where = 'layer = ? AND entity IS ? AND json_extract(metadata, ?) IS ?'
+        params = (memory.layer, memory.entity, f'$.{GROUP_KEY}', group)
+        at = (memory.created_ms, memory.id)
+        conn = self.db.connection()
+        earlier = conn.execute(
+            f'SELECT {_COLUMNS} FROM memories WHERE {where}'  # noqa: S608
+            ' AND (created_ms, id) < (?, ?) ORDER BY created_ms DESC, id DESC LIMIT ?',
+            (*params, *at, n),
+        ).fetchall()
+        later = conn.execute(
+            f'SELECT {_COLUMNS} FROM memories WHERE {where}'  # noqa: S608
+            ' AND (created_ms, id) > (?, ?) ORDER BY created_ms, id LIMIT ?',
+            (*params, *at, n),
+        ).fetchall()
+        return [_memory(r) for r in reversed(earlier)], [_memory(r) for r in later]
 
     def _newest(
         self,

@@ -141,6 +141,22 @@ def request(
         conn.close()
 
 
+def raw_exchange(path: Path, data: bytes) -> tuple[bytes, dict[str, Any]]:
+    """Send ``data`` as it is; the answer's head and its JSON body."""
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(10)
+    client.connect(str(path))
+    client.sendall(data)
+    reply = b''
+    # A server that answers before reading everything resets as it closes.
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := client.recv(4096):
+            reply += chunk
+    client.close()
+    head, _, body = reply.partition(b'\r\n\r\n')
+    return head, json.loads(body)
+
+
 class Jameyd:
     """A real jameyd process on a temporary state directory."""
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from conftest import Jameyd
+from conftest import raw_exchange
 from conftest import request
 from model_server import DENIED_REPLY
 from model_server import ModelServer
@@ -316,12 +317,20 @@ def test_malformed_and_oversized_bodies(make_jameyd: Any) -> None:
         (b'{"message": ', 400, 'invalid_json'),
         (b'{"message": "a", "message": "b"}', 422, 'duplicate_field'),
         (b'\xff\xfe', 400, 'invalid_json'),
-        (json.dumps({'message': 'x' * 20_000}).encode(), 413, 'body_too_large'),
     ):
         answer, _, problem = request(
             jameyd.socket, 'POST', '/chat', body=raw, headers=headers
         )
         assert (answer, problem['code']) == (status, code)
+    # Refused from its head: the body is never read (a client still sending
+    # it could see the connection close under it).
+    head, problem = raw_exchange(
+        jameyd.socket,
+        b'POST /chat HTTP/1.1\r\nHost: j\r\nContent-Type: application/json\r\n'
+        b'Content-Length: 20000\r\n\r\n',
+    )
+    assert head.startswith(b'HTTP/1.1 413 ')
+    assert problem['code'] == 'body_too_large'
     answer, _, problem = request(jameyd.socket, 'POST', '/chat', body=b'hi')
     assert (answer, problem['code']) == (415, 'unsupported_media_type')
 
@@ -428,3 +437,22 @@ def test_a_key_file_without_one_key_is_a_configuration_error(tmp_path: Path) -> 
     assert backend is not None
     assert backend.settings.api_key == 'sk-1'
     assert open_backend(config.load(None, {}).llm, {}) is None
+
+
+def test_recall_brings_the_memories_stored_next_to_each_hit(
+    make_jameyd: Any, model: ModelServer
+) -> None:
+    daemon = make_jameyd(env=llm_env(model)).start()
+    turns = ['Ada: my hive swarmed', 'Bo: what did you do then?', 'Ada: I boxed it']
+    for text in turns:
+        body = {'content': text, 'layer': 'episodic', 'entity': 'ada'}
+        assert call(daemon, 'POST', '/memories', body)[0] == 201
+    settle(daemon)
+    status, document = chat(daemon, {'message': 'Did the hive swarm?', 'entity': 'ada'})
+    assert status == 200, document
+    recalled = [
+        (m['content'], m['context_of'] is not None) for m in document['recalled']
+    ]
+    assert recalled == [(turns[0], False), (turns[1], True)]
+    prompt = model.seen[-1][2]['messages'][0]['content']
+    assert f'- {turns[0]}\n- {turns[1]}' in prompt

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from conftest import SECURITY_HEADERS
 from conftest import Jameyd
+from conftest import raw_exchange
 
 ROOT = Path(__file__).resolve().parent.parent
 HUGE_DISK_MB = 10_000_000  # 10 TB free: no test machine has it
@@ -270,21 +271,6 @@ def test_a_failing_migration_refuses_to_start_and_keeps_the_data(
     assert not daemon.socket.exists()
 
 
-def _raw_exchange(path: Path, data: bytes) -> tuple[bytes, dict[str, Any]]:
-    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    client.settimeout(10)
-    client.connect(str(path))
-    client.sendall(data)
-    reply = b''
-    # A server that answers before reading everything resets as it closes.
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := client.recv(4096):
-            reply += chunk
-    client.close()
-    head, _, body = reply.partition(b'\r\n\r\n')
-    return head, json.loads(body)
-
-
 def header_fields(head: bytes) -> dict[str, str]:
     lines = head.decode().split('\r\n')[1:]
     return {k.lower(): v for k, v in (line.split(': ', 1) for line in lines)}
@@ -320,7 +306,7 @@ def header_fields(head: bytes) -> dict[str, str]:
 def test_waitress_errors_are_problems_too(
     jameyd: Jameyd, head: bytes, status: int, code: str
 ) -> None:
-    reply_head, body = _raw_exchange(jameyd.socket, head)
+    reply_head, body = raw_exchange(jameyd.socket, head)
     assert reply_head.split(b' ')[1] == str(status).encode()
     fields = header_fields(reply_head)
     assert fields['content-type'] == 'application/problem+json'
@@ -347,7 +333,7 @@ def test_a_request_that_never_arrives_in_full_is_answered_408(
 ) -> None:
     daemon = make_jameyd(env={'JAMEY_API_REQUEST_TIMEOUT_S': '1'}).start()
     started = time.monotonic()
-    reply_head, body = _raw_exchange(daemon.socket, partial)
+    reply_head, body = raw_exchange(daemon.socket, partial)
     waited = time.monotonic() - started
     assert 1.0 <= waited < 3.0
     assert reply_head.split(b' ')[1] == b'408'

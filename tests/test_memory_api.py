@@ -96,9 +96,61 @@ def test_a_question_is_a_query_and_match_all_requires_every_word(
     assert texts[1] in result.stdout
 
 
+def test_context_brings_the_neighbours_of_each_hit_in_its_group(
+    make_jameyd: Any,
+) -> None:
+    daemon = make_jameyd(env=FAST).start()
+
+    def keep(content: str, **fields: Any) -> str:
+        body = {'content': content, 'layer': 'episodic', 'entity': 'ana', **fields}
+        status, kept = store(daemon, body)
+        assert status == 201, kept
+        return str(kept['id'])
+
+    first = keep('Ana: shall we go out tonight?')
+    keep('Bo: the kettle is on', entity='bo')  # another entity
+    keep('Ana: I left my keys', layer='semantic')  # another layer
+    asked = keep('Bo: where to?')
+    hit = keep('Ana: the pottery class downtown')
+    answer = keep('Bo: the one on Elm street?')
+    later = keep('Ana: yes, with the blue door')
+    other = keep('Ana: pottery again next week', metadata={'session': 's-2'})
+
+    status, found = search(daemon, q='pottery class', context='1', consistent='true')
+    assert status == 200
+    shown = [(m['id'], m['context_of']) for m in found['memories']]
+    assert shown == [(asked, hit), (hit, None), (answer, hit), (other, None)]
+    assert [m['score'] is None for m in found['memories']] == [True, False, True, False]
+    # Two on each side, and a memory shown once even when it neighbours two hits.
+    status, found = search(daemon, q='pottery Elm', context='2', match='any')
+    ids = [m['id'] for m in found['memories']]
+    assert len(ids) == len(set(ids))
+    assert {first, asked, hit, answer, later, other} == set(ids)
+    # A deleted memory is nobody's neighbour.
+    assert request(daemon.socket, 'DELETE', f'/memories/{asked}')[0] == 204
+    status, found = search(daemon, q='pottery class', context='1', consistent='true')
+    assert [m['id'] for m in found['memories']][:3] == [first, hit, answer]
+    shown = run_cli(
+        '--socket',
+        str(daemon.socket),
+        'memory',
+        'search',
+        'pottery class',
+        '--context',
+        '1',
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stdout.count('(context)') == 2
+    # Without context, hits alone.
+    status, found = search(daemon, q='pottery class')
+    assert [m['context_of'] for m in found['memories']] == [None, None]
+
+
 @pytest.mark.parametrize(
     ('target', 'field', 'code'),
     [
+        ('/memories?q=tea&context=6', 'context', 'out_of_range'),
+        ('/memories?q=tea&context=one', 'context', 'wrong_type'),
         ('/memories?q=tea&match=some', 'match', 'unknown_match'),
         ('/memories?q=tea&match=any&match=all', 'match', 'wrong_type'),
         ('/memories?layer=dreams', 'layer', 'unknown_layer'),

@@ -599,6 +599,8 @@ WRONG_FIELDS = [
     (QUERY, {'q': 'x', 'since': 'now'}, 'unknown_field', 'since'),
     (QUERY, {'q': 'x', 'match': True}, 'wrong_type', 'match'),
     (QUERY, {'q': 'x', 'match': 'most'}, 'unknown_match', 'match'),
+    (QUERY, {'q': 'x', 'context': '1'}, 'wrong_type', 'context'),
+    (QUERY, {'q': 'x', 'context': 9}, 'out_of_range', 'context'),
 ]
 
 

@@ -18,7 +18,17 @@ from jamey.api.problems import Problem
 from jamey.memory import MemoryStore
 
 _JSON = 'application/json'
-_QUERY = ('q', 'match', 'layer', 'entity', 'since', 'until', 'limit', 'consistent')
+_QUERY = (
+    'q',
+    'match',
+    'context',
+    'layer',
+    'entity',
+    'since',
+    'until',
+    'limit',
+    'consistent',
+)
 
 
 SCHEMAS: dict[str, Any] = {
@@ -44,6 +54,11 @@ SCHEMAS: dict[str, Any] = {
             'created_at': {'type': 'string'},
             'metadata': {'type': ['object', 'null']},
             'score': {'type': ['number', 'null']},
+            'context_of': {
+                'type': ['string', 'null'],
+                'description': 'in a search with context: the hit this memory'
+                ' was stored next to (null: a hit)',
+            },
         },
     },
     'MemoryStats': {
@@ -114,6 +129,12 @@ class Memories:
                     },
                     'any: memories with any of the words, ranked by BM25 (English'
                     ' stopwords left out); all: only those with every word',
+                ),
+                query_parameter(
+                    'context',
+                    {'type': 'integer', 'minimum': 0, 'maximum': memory.MAX_CONTEXT},
+                    'the memories stored just before and after each hit in its'
+                    ' group (layer, entity, metadata.session), marked context_of',
                 ),
                 query_parameter(
                     'layer',
@@ -190,7 +211,8 @@ class Memories:
             until=params.get('until'),
             limit=query.whole(params, 'limit', 20),
         )
-        resp.media = memory.search_results(found)
+        context = query.whole(params, 'context', 0)
+        resp.media = memory.search_results(self.store.with_context(found, context))
 
 
 class MemoryItem:

@@ -37,8 +37,10 @@ from jamey.errors import InputError
 from jamey.ids import new_ids
 from jamey.judgement import judge
 from jamey.memory import MAX_LIMIT
+from jamey.memory import Found
 from jamey.memory import Memory
 from jamey.memory import MemoryStore
+from jamey.memory import search_results
 from jamey.model import ModelBackend
 from jamey.soul import Soul
 
@@ -62,6 +64,7 @@ RECALL_WORDS = 32
 class ChatSettings(NamedTuple):
     context_turns: int = 4
     recall_limit: int = 5
+    recall_context: int = 1
     system_prompt: str = 'You are Jamey, a careful guardian.'
 
 
@@ -199,7 +202,7 @@ class Chat:
             explanation = 'Refused: ' + _refusal(evaluation, 'the message')
         else:
             recalled = self._recall(req)
-            result['recalled'] = [{**m.as_dict(), 'score': s} for m, s in recalled]
+            result['recalled'] = search_results(recalled)['memories']
             outcome, explanation = self._answer(
                 principal, req, earlier, recalled, deadline, result
             )
@@ -235,9 +238,10 @@ class Chat:
         )
         return _RANK[together['verdict']] > _RANK[alone['verdict']]
 
-    def _recall(self, req: Request) -> list[tuple[Memory, float | None]]:
-        """The entity's most relevant memories first, then anyone's; never
-        this session's own (the model sees the session as the dialogue)."""
+    def _recall(self, req: Request) -> list[Found]:
+        """The entity's most relevant memories first, then anyone's, each with
+        the memories stored next to it; never this session's own (the model
+        sees the session as the dialogue)."""
         want = self.settings.recall_limit
         query = recall_query(req.message)
         if want == 0 or not query:
@@ -256,15 +260,24 @@ class Chat:
                 seen.add(memory.id)
                 found.append((memory, score))
                 if len(found) == want:
-                    return found
-        return found
+                    return self._with_context(found, req)
+        return self._with_context(found, req)
+
+    def _with_context(
+        self, hits: list[tuple[Memory, float | None]], req: Request
+    ) -> list[Found]:
+        return [
+            f
+            for f in self.memories.with_context(hits, self.settings.recall_context)
+            if (f.memory.metadata or {}).get(_SESSION_KEY) != req.session
+        ]
 
     def _answer(
         self,
         principal: str,
         req: Request,
         earlier: list[Turn],
-        recalled: list[tuple[Memory, float | None]],
+        recalled: list[Found],
         deadline: float,
         result: dict[str, Any],
     ) -> tuple[str, str | None]:
@@ -290,14 +303,14 @@ class Chat:
         self,
         req: Request,
         earlier: list[Turn],
-        recalled: list[tuple[Memory, float | None]],
+        recalled: list[Found],
     ) -> list[dict[str, str]]:
         system = self.settings.system_prompt
         if req.entity is not None:
             system += f'\nYou are talking with {req.entity}.'
         if recalled:
             system += '\nWhat you remember that may be relevant:\n' + '\n'.join(
-                f'- {m.content[:RECALL_CHARS]}' for m, _ in recalled
+                f'- {f.memory.content[:RECALL_CHARS]}' for f in recalled
             )
         messages = [{'role': 'system', 'content': system}]
         answered = [t for t in earlier if t.reply is not None]

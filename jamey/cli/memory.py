@@ -16,6 +16,8 @@ def _memory_text(memory: dict[str, Any]) -> str:
     who = f' [{memory["entity"]}]' if memory.get('entity') else ''
     score = memory.get('score')
     scored = f' score {score:.3f}' if isinstance(score, float) else ''
+    if memory.get('context_of'):
+        scored = ' (context)'
     return (
         f'{memory["id"]}  {memory["layer"]:10} {memory["created_at"]}{who}{scored}\n'
         f'  {memory["content"]}'
@@ -55,6 +57,7 @@ def cmd_search(args: argparse.Namespace, client: Client) -> int:
     params = {
         'q': args.query,
         'match': 'all' if args.all else None,
+        'context': args.context,
         'layer': args.layer,
         'entity': args.entity,
         'since': args.since,
@@ -99,6 +102,12 @@ def register(commands: Any) -> None:
         '--all',
         action='store_true',
         help='only memories with every word (default: any word, ranked)',
+    )
+    search.add_argument(
+        '--context',
+        type=int,
+        metavar='N',
+        help="each hit's N neighbours before and after it (0-5)",
     )
     search.add_argument('--layer')
     search.add_argument('--entity')

@@ -137,6 +137,7 @@ def _chat_settings(settings: config.Settings) -> ChatSettings:
     return ChatSettings(
         settings.chat.context_turns,
         settings.chat.recall_limit,
+        settings.chat.recall_context,
         settings.llm.system_prompt,
     )
 

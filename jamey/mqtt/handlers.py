@@ -17,7 +17,7 @@ from jamey.judgement import judge_request
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
 
-QUERY_FIELDS = ('q', 'match', 'layer', 'entity', 'limit')
+QUERY_FIELDS = ('q', 'match', 'context', 'layer', 'entity', 'limit')
 DEFAULT_LIMIT = 20
 
 # A handler takes the payload and the principal the request speaks for.
@@ -50,7 +50,8 @@ def handlers(
             entity=payload.get('entity'),
             limit=limit,
         )
-        return memory.search_results(found)
+        context = payload.get('context', 0)
+        return memory.search_results(memories.with_context(found, context))
 
     return {
         'conscience/evaluate': evaluate,
