@@ -14,6 +14,7 @@ mod py_memory;
 mod py_scoring;
 mod scoring;
 mod version;
+mod words;
 
 /// The native core of Jamey. See `jamey/_core.pyi` for the typed surface.
 #[pymodule(gil_used = false)]

@@ -23,6 +23,8 @@ use tantivy::{
     doc, DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher, Term,
 };
 
+use crate::words;
+
 /// The smallest writer arena tantivy accepts, and the default here: edge
 /// devices have little memory, and the indexer batches anyway.
 pub const MIN_WRITER_BYTES: usize = 15_000_000;
@@ -86,7 +88,7 @@ fn schema() -> (Schema, Fields) {
     let mut builder = Schema::builder();
     let content = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
-            .set_tokenizer("en_stem")
+            .set_tokenizer(words::WORDS)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     // Filters are terms with frequencies (always 1): tantivy prunes a
@@ -150,6 +152,7 @@ impl MemoryIndex {
         let (schema, fields) = schema();
         let directory = MmapDirectory::open(dir)?;
         let index = Index::open_or_create(directory, schema)?;
+        index.tokenizers().register(words::WORDS, words::analyzer());
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -340,12 +343,12 @@ impl MemoryIndex {
     }
 }
 
-/// The stems `analyzer` of the content field makes of `words`.
+/// The terms the content field's analyzer makes of `words`.
 fn stems(index: &Index, words: &[&str]) -> Result<HashSet<String>, IndexError> {
     let mut analyzer = index
         .tokenizers()
-        .get("en_stem")
-        .ok_or_else(|| IndexError("the en_stem analyzer is missing".into()))?;
+        .get(words::WORDS)
+        .ok_or_else(|| IndexError("the words analyzer is not registered".into()))?;
     let mut found = HashSet::new();
     for word in words {
         let mut stream = analyzer.token_stream(word);

@@ -374,6 +374,45 @@ def test_an_index_of_an_earlier_layout_is_rebuilt(
         again.stop()
 
 
+def test_an_index_of_the_earlier_words_is_rebuilt(
+    db: storage.Database, clock: Clock
+) -> None:
+    """An index whose text was split by the earlier analyzer (tantivy's
+    en_stem, without irregular forms) is rebuilt with today's words."""
+    fill_and_stop(db, clock)
+    meta = db.path.parent / 'index' / 'meta.json'
+    document = json.loads(meta.read_text())
+    content = next(f for f in document['schema'] if f['name'] == 'content')
+    content['options']['indexing']['tokenizer'] = 'en_stem'
+    meta.write_text(json.dumps(document))
+    again = make_store(db, clock)
+    again.start()
+    try:
+        assert len(again.search('garden', limit=100)) == 20
+        assert again.rebuild_reason is not None
+    finally:
+        again.stop()
+
+
+@pytest.mark.parametrize(
+    ('stored', 'asked'),
+    [
+        ('Caroline drew a sunset last week', 'What did Caroline draw?'),
+        ('Mel has drawn horses since she was six', 'who draws horses'),
+        ('We went to the beach in May', 'when do they go to the beach'),
+        ('The children swam in the lake', 'did the child swim'),
+        ('Someone stole my bike on 7 May 2023', 'bike stolen 2023'),
+        ('Flight 714 leaves at 10:30', '714'),
+    ],
+)
+def test_forms_of_a_word_and_numbers_find_each_other(
+    store: MemoryStore, stored: str, asked: str
+) -> None:
+    keep(store, stored)
+    keep(store, 'Nothing to do with it at all')
+    assert found(store, asked) == [stored]
+
+
 def test_new_ids_are_time_ordered_version_7_uuids() -> None:
     earlier = new_ids(10, 1_764_000_000_000)
     ids = new_ids(2000, 1_764_000_000_001)
