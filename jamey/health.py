@@ -149,7 +149,10 @@ class HealthChecks:
 
     @staticmethod
     def _memory_index(memories: 'MemoryStore') -> Check:
-        """Search works from the index; a rebuild is worth an operator's look."""
+        """Search works from the index; a rebuild is worth an operator's look.
+        Degraded while the index cannot take changes (a full disk: every
+        acknowledged memory is in SQLite and its journal, and is indexed
+        once it can be) or holds other than the journal says."""
         detail: dict[str, Any] = {
             'lag': memories.lag(),
             'documents': memories.index_documents(),
@@ -158,7 +161,15 @@ class HealthChecks:
             detail['warning'] = (
                 f'index rebuilt at {memories.rebuilt_at}: {memories.rebuild_reason}'
             )
-        return Check('memory_index', OK, False, detail)
+        status = OK
+        if memories.write_error is not None:
+            status = DEGRADED
+            detail['error'] = memories.write_error
+            detail['failing_since'] = memories.failing_since
+        elif (differs := memories.disagreement()) is not None:
+            status = DEGRADED
+            detail['error'] = differs
+        return Check('memory_index', status, False, detail)
 
     def _backups(self, vault: 'Vault', interval_s: float) -> Check:
         """Each backup is read back and checked before it gets its name, so

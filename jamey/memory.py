@@ -8,8 +8,11 @@ when it is missing, unreadable or disagrees with the database. So a crash at
 any moment loses nothing that was acknowledged.
 """
 
+import errno
 import json
 import logging
+import os
+import re
 import shutil
 import threading
 import time
@@ -122,6 +125,24 @@ def _memory(row: tuple[Any, ...]) -> Memory:
     )
 
 
+# How tantivy's errors name the operating system's: both of Rust's forms.
+_OS_ERROR = re.compile(r'(?:os error |Os \{ code: )(\d+)')
+
+
+def _os_reason(error: MemoryIndexError, directory: Path) -> str:
+    """What went wrong in an index error, without the paths it names: the
+    operating system's reason where it gave one, else a full disk if
+    ``directory``'s file system has no space left."""
+    found = _OS_ERROR.search(str(error))
+    if found:
+        return os.strerror(int(found.group(1)))
+    try:
+        full = os.statvfs(directory).f_bavail == 0
+    except OSError:
+        full = False
+    return os.strerror(errno.ENOSPC) if full else 'the index failed to write'
+
+
 def parse_time(field: str, value: str) -> int:
     """An ISO 8601 time (with a zone) as milliseconds since the epoch."""
     try:
@@ -207,6 +228,10 @@ class MemoryStore:
         self.committed = 0
         self.rebuilt_at: str | None = None
         self.rebuild_reason: str | None = None
+        # Why the index last failed to take a change (a full disk), and
+        # since when; None while it works.
+        self.write_error: str | None = None
+        self.failing_since: str | None = None
         self._last_commit = 0.0
         self._next_retention = 0.0
         self._progress: Callable[[int], None] | None = None
@@ -277,9 +302,32 @@ class MemoryStore:
         return index
 
     def _rebuild(self, reason: str) -> None:
-        """Index every memory again, from one snapshot of the database."""
+        """Index every memory again, from one snapshot of the database.
+
+        Raises:
+            MemoryIndexError: the index could not take it (a full disk); it
+                keeps what it held before.
+        """
         with self._index_lock:
-            self._rebuild_locked(reason)
+            try:
+                self._rebuild_locked(reason)
+            except MemoryIndexError as exc:
+                self._write_failed(exc)
+                raise
+
+    def _write_failed(self, error: MemoryIndexError) -> None:
+        """The writer dropped everything it held uncommitted (see
+        ``MemoryIndex``): the journal is applied again from the last commit,
+        whose entries are still there, since they go only once committed."""
+        first = self.write_error is None
+        self.applied = self.committed
+        self.write_error = _os_reason(error, self.index_dir)
+        if first:
+            self.failing_since = iso_utc(self._clock())
+        log.error(
+            'memory.index_write_failed',
+            extra={'error': str(error), 'committed': self.committed},
+        )
 
     def _rebuild_locked(self, reason: str) -> None:
         assert self.index is not None
@@ -299,6 +347,7 @@ class MemoryStore:
             self._index_batch(batch, indexed)
         self.index.commit(sequence)
         heap.release_free()
+        self.write_error = self.failing_since = None
         self.rebuilt_at = iso_utc(self._clock())
         self.rebuild_reason = reason
         with self._wake:  # searches waiting for consistency may go on
@@ -342,6 +391,8 @@ class MemoryStore:
             try:
                 self._drain(commit=False)
                 self._retain_if_due()
+            except MemoryIndexError:
+                time.sleep(1.0)  # logged; the journal is applied again
             except Exception:
                 # The worker must outlive a bad moment; the journal keeps
                 # everything, and the next round retries.
@@ -365,7 +416,11 @@ class MemoryStore:
     def _drain(self, commit: bool) -> None:
         """Apply journal batches; commit when the interval has passed."""
         with self._index_lock:
-            self._drain_locked(commit)
+            try:
+                self._drain_locked(commit)
+            except MemoryIndexError as exc:
+                self._write_failed(exc)
+                raise
 
     def _drain_locked(self, commit: bool) -> None:
         if not commit:
@@ -421,6 +476,9 @@ class MemoryStore:
         self.index.commit(sequence)
         heap.release_free()
         self._last_commit = time.monotonic()
+        if self.write_error is not None:
+            log.info('memory.index_recovered', extra={'since': self.failing_since})
+            self.write_error = self.failing_since = None
         with self._wake:
             self.committed = sequence
             self._wake.notify_all()
@@ -756,6 +814,27 @@ class MemoryStore:
     def lag(self) -> int:
         """Journal entries acknowledged but not yet searchable."""
         return max(0, self.latest_sequence() - self.committed)
+
+    def disagreement(self) -> str | None:
+        """How the index differs from what the journal says it holds, or
+        None: once it has committed the journal's last change, it holds
+        exactly the database's memories. Not checked (None) while it is
+        behind, or while the worker is changing it."""
+        index = self.index
+        if index is None or not self._index_lock.acquire(blocking=False):
+            return None
+        try:
+            conn = self.db.connection()
+            with conn:  # one snapshot: the last change and the memories
+                last, count = self._journal_counter(), self._count()
+            if last != self.committed:
+                return None
+            held = index.doc_count
+            if held == count:
+                return None
+            return f'the index holds {held} memories where the database has {count}'
+        finally:
+            self._index_lock.release()
 
     def stats(self) -> dict[str, Any]:
         conn = self.db.connection()

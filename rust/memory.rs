@@ -174,6 +174,12 @@ impl MemoryIndex {
     }
 
     /// Run `change` with the writer, opening it on first use.
+    ///
+    /// A writer that fails (a full disk while it writes a segment or
+    /// commits) is dropped with everything it held uncommitted: kept, its
+    /// next commit would report success and add nothing. The next change
+    /// opens a fresh one from the last commit, and the caller applies what
+    /// was not committed again.
     fn with_writer<T>(
         &self,
         change: impl FnOnce(&mut IndexWriter) -> Result<T, IndexError>,
@@ -185,10 +191,14 @@ impl MemoryIndex {
         if slot.is_none() {
             *slot = Some(self.index.writer_with_num_threads(1, self.writer_bytes)?);
         }
-        match slot.as_mut() {
-            Some(writer) => change(writer),
-            None => Err(IndexError("the index writer could not be opened".into())),
+        let Some(writer) = slot.as_mut() else {
+            return Err(IndexError("the index writer could not be opened".into()));
+        };
+        let result = change(writer);
+        if result.is_err() {
+            *slot = None;
         }
+        result
     }
 
     /// Add memories.

@@ -157,6 +157,24 @@ def raw_exchange(path: Path, data: bytes) -> tuple[bytes, dict[str, Any]]:
     return head, json.loads(body)
 
 
+@contextlib.contextmanager
+def small_disk(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` mounted at ``path`` (created); skips without root."""
+    path.mkdir(mode=0o700)
+    mounted = subprocess.run(
+        ['mount', '-t', 'tmpfs', '-o', f'size={size},mode=0700', 'tmpfs', str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f'cannot mount a tmpfs here: {mounted.stderr.strip()}')
+    try:
+        yield path
+    finally:
+        subprocess.run(['umount', str(path)], check=True)
+
+
 class Jameyd:
     """A real jameyd process on a temporary state directory."""
 

@@ -423,3 +423,19 @@ def test_new_ids_are_time_ordered_version_7_uuids() -> None:
         assert (parsed.version, parsed.variant) == (7, uuid.RFC_4122)
         assert str(parsed) == memory_id
         assert parsed.int >> 80 == 1_764_000_000_001
+
+
+def test_an_index_that_holds_other_than_the_journal_says_is_reported(
+    store: MemoryStore, db: storage.Database
+) -> None:
+    keep(store, 'one')
+    kept = keep(store, 'two')
+    assert store.disagreement() is None
+    # A row gone behind the journal's back: the index still holds it.
+    with db.transaction() as conn:
+        conn.execute('DELETE FROM memories WHERE id = ?', (kept,))
+    assert store.disagreement() == (
+        'the index holds 2 memories where the database has 1'
+    )
+    store.reindex()
+    assert store.disagreement() is None

@@ -4,10 +4,8 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 from conftest import Jameyd
 from conftest import request
 from conftest import run_cli
+from conftest import small_disk
 from openapi_spec_validator import validate
 from test_soul_api import call
 
@@ -397,23 +396,6 @@ def _post_quietly(daemon: Jameyd) -> None:
     """POST a backup; the daemon dies under it, so no answer is expected."""
     with contextlib.suppress(OSError, ValueError):
         call(daemon, 'POST', '/vault/backups')
-
-
-@contextlib.contextmanager
-def small_disk(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir(mode=0o700)
-    mounted = subprocess.run(
-        ['mount', '-t', 'tmpfs', '-o', f'size={size},mode=0700', 'tmpfs', str(path)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f'cannot mount a tmpfs here: {mounted.stderr.strip()}')
-    try:
-        yield path
-    finally:
-        subprocess.run(['umount', str(path)], check=True)
 
 
 def test_a_full_disk(make_jameyd: Any, sdir: Path) -> None:

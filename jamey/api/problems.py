@@ -14,6 +14,7 @@ import falcon
 from jamey import logs
 from jamey.errors import ConflictError
 from jamey.errors import InputError
+from jamey.errors import MemoryIndexError
 from jamey.errors import NotFoundError
 
 PROBLEM_JSON = 'application/problem+json'
@@ -106,6 +107,19 @@ def _from_conflict(
     raise Problem(409, error.code, str(error))
 
 
+def _from_index(
+    req: falcon.Request, resp: falcon.Response, error: MemoryIndexError, params: Any
+) -> None:
+    raise Problem(
+        503,
+        'index_unavailable',
+        'The memory index cannot take changes now (its health check,'
+        ' memory_index, says why); memories are kept, and indexed once it'
+        ' can. Try again later.',
+        headers={'Retry-After': '10'},
+    )
+
+
 def answer(resp: falcon.Response, problem: Problem) -> None:
     """Replace whatever ``resp`` holds with ``problem`` (after a handler ran)."""
     resp.status = problem.status_code
@@ -133,3 +147,4 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(InputError, _from_input)
     app.add_error_handler(NotFoundError, _from_not_found)
     app.add_error_handler(ConflictError, _from_conflict)
+    app.add_error_handler(MemoryIndexError, _from_index)

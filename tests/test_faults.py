@@ -1,0 +1,114 @@
+"""Faults of storage against a real jameyd: a full disk under the index."""
+
+import errno
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import Jameyd
+from conftest import small_disk
+from test_memory_api import search
+from test_memory_api import store
+from test_soul_api import call
+
+from jamey.memory import INDEX_DIR
+
+
+def fill(directory: Path) -> Path:
+    """A file that takes every free byte of ``directory``'s file system."""
+    filler = directory / 'filler'
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        size = 65536
+        while size:
+            try:
+                os.write(fd, b'\0' * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                size //= 2
+    finally:
+        os.close(fd)
+    return filler
+
+
+def index_check(daemon: Jameyd) -> dict[str, Any]:
+    status, health = call(daemon, 'GET', '/health/detailed')
+    assert status in (200, 503)
+    return dict(health['checks']['memory_index'])
+
+
+def wait_until(condition: Any, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.1)
+
+
+def test_the_index_recovers_after_a_full_disk_and_loses_nothing(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    state = sdir / 'state'
+    state.mkdir(mode=0o700)
+    with small_disk(state / INDEX_DIR, '3m') as index_dir:
+        daemon = make_jameyd(
+            env={
+                'JAMEY_MEMORY_COMMIT_INTERVAL_MS': '50',
+                'JAMEY_MEMORY_CONSISTENT_TIMEOUT_S': '1',
+            }
+        ).start()
+        try:
+            before = [
+                store(daemon, {'content': f'garden note {i}', 'layer': 'episodic'})[1][
+                    'id'
+                ]
+                for i in range(5)
+            ]
+            assert (
+                len(search(daemon, q='garden', consistent='true')[1]['memories']) == 5
+            )
+
+            filler = fill(index_dir)
+            during = []
+            for i in range(20):
+                status, kept = store(
+                    daemon,
+                    {'content': f'garden entry {i} ' + 'x' * 2000, 'layer': 'episodic'},
+                )
+                assert status == 201, kept  # SQLite is on another disk: acknowledged
+                during.append(kept['id'])
+            wait_until(lambda: index_check(daemon)['status'] == 'degraded')
+            check = index_check(daemon)
+            assert check['error'] == 'No space left on device'
+            assert check['failing_since']
+            assert check['lag'] > 0
+            # Nothing claims to be searchable that is not.
+            status, problem = search(daemon, q='garden', consistent='true')
+            assert (status, problem['code']) == (503, 'index_behind')
+            found = search(daemon, q='garden', limit='100')[1]['memories']
+            assert {m['id'] for m in found} == set(before)
+            # A rebuild fails clearly and leaves the index as it was.
+            status, problem = call(daemon, 'POST', '/memories/reindex')
+            assert (status, problem['code']) == (503, 'index_unavailable')
+            assert str(index_dir) not in problem['detail']
+            found = search(daemon, q='garden', limit='100')[1]['memories']
+            assert {m['id'] for m in found} == set(before)
+            events = [line.get('event') for line in daemon.log_lines()]
+            assert 'memory.index_write_failed' in events
+
+            filler.unlink()
+            status, found = search(daemon, q='garden', consistent='true', limit='100')
+            assert status == 200, found
+            assert {m['id'] for m in found['memories']} == {*before, *during}
+            wait_until(lambda: index_check(daemon)['status'] == 'ok')
+            assert index_check(daemon)['documents'] == 25
+            status, stats = call(daemon, 'POST', '/memories/reindex')
+            assert status == 200, stats
+            assert stats['index_documents'] == 25
+            found = search(daemon, q='garden', limit='100')[1]['memories']
+            assert len(found) == 25
+            assert 'memory.index_recovered' in [
+                line.get('event') for line in daemon.log_lines()
+            ]
+        finally:
+            daemon.stop()
