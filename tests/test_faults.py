@@ -1,12 +1,15 @@
-"""Faults of storage against a real jameyd: a full disk under the index."""
+"""Faults of storage against a real jameyd: full disks, a held database."""
 
 import errno
+import json
 import os
 import time
 from pathlib import Path
 from typing import Any
 
+import apsw
 from conftest import Jameyd
+from conftest import request
 from conftest import small_disk
 from test_memory_api import search
 from test_memory_api import store
@@ -110,5 +113,70 @@ def test_the_index_recovers_after_a_full_disk_and_loses_nothing(
             assert 'memory.index_recovered' in [
                 line.get('event') for line in daemon.log_lines()
             ]
+        finally:
+            daemon.stop()
+
+
+def test_a_database_held_by_another_writer_answers_storage_busy(
+    make_jameyd: Any,
+) -> None:
+    daemon = make_jameyd(env={'JAMEY_STORAGE_BUSY_TIMEOUT_MS': '200'}).start()
+    holder = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
+    holder.execute('BEGIN EXCLUSIVE')
+    try:
+        status, headers, problem = request(
+            daemon.socket,
+            'POST',
+            '/memories',
+            json.dumps({'content': 'held up', 'layer': 'working'}).encode(),
+            {'Content-Type': 'application/json'},
+        )
+        assert (status, problem['code']) == (503, 'storage_busy')
+        assert headers['retry-after'] == '1'
+    finally:
+        holder.execute('ROLLBACK')
+        holder.close()
+    assert store(daemon, {'content': 'let through', 'layer': 'working'})[0] == 201
+    assert 'storage.busy' in [line.get('event') for line in daemon.log_lines()]
+
+
+def test_a_full_disk_under_the_database_answers_no_space_and_loses_nothing(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    with small_disk(sdir / 'state', '24m') as state:
+        daemon = make_jameyd(env={'JAMEY_MEMORY_COMMIT_INTERVAL_MS': '50'}).start()
+        try:
+            kept = [
+                store(daemon, {'content': f'before {i}', 'layer': 'episodic'})[1]['id']
+                for i in range(10)
+            ]
+            filler = fill(state)
+            refused = 0
+            for i in range(50):
+                body = {'content': f'during {i} ' + 'x' * 4000, 'layer': 'episodic'}
+                status, answer = store(daemon, body)
+                if status == 201:
+                    kept.append(answer['id'])  # a page still had room
+                else:
+                    assert (status, answer['code']) == (507, 'no_space'), answer
+                    refused += 1
+            assert refused > 0
+            status, problem = call(daemon, 'POST', '/evaluate', {'action': 'I help'})
+            assert (status, problem['code']) == (507, 'no_space')
+            assert daemon.proc is not None and daemon.proc.poll() is None
+            filler.unlink()
+            status, found = search(
+                daemon, q='before during', limit='100', consistent='true'
+            )
+            assert status == 200, found
+            assert {m['id'] for m in found['memories']} == set(kept)
+            assert store(daemon, {'content': 'after', 'layer': 'episodic'})[0] == 201
+            status, _ = call(daemon, 'POST', '/evaluate', {'action': 'I help'})
+            assert status == 200
+            for memory_id in kept:
+                assert daemon.get(f'/memories/{memory_id}')[0] == 200
+            events = {line.get('event') for line in daemon.log_lines()}
+            assert 'storage.write_failed' in events
+            assert 'http.unhandled' not in events
         finally:
             daemon.stop()

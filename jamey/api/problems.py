@@ -9,6 +9,7 @@ import logging
 from http import HTTPStatus
 from typing import Any
 
+import apsw
 import falcon
 
 from jamey import logs
@@ -120,6 +121,42 @@ def _from_index(
     )
 
 
+def _from_storage(
+    req: falcon.Request, resp: falcon.Response, error: apsw.Error, params: Any
+) -> None:
+    """SQLite's failures as stable problems, each logged under its own
+    event: the request changed nothing (its transaction rolled back)."""
+    if isinstance(error, apsw.BusyError | apsw.LockedError):
+        log.warning('storage.busy', extra={'route': req.uri_template})
+        raise Problem(
+            503,
+            'storage_busy',
+            'The database is held by another writer; try again.',
+            headers={'Retry-After': '1'},
+        )
+    if isinstance(error, apsw.FullError | apsw.IOError):
+        # A full disk is an I/O error to SQLite as often as a full one.
+        log.error(
+            'storage.write_failed',
+            extra={'route': req.uri_template, 'error': type(error).__name__},
+        )
+        raise Problem(
+            507,
+            'no_space',
+            'The database could not be written (the disk is full or failing);'
+            ' nothing of this request was kept.',
+        )
+    if isinstance(error, apsw.CorruptError | apsw.NotADBError):
+        log.error('storage.damaged', extra={'route': req.uri_template})
+        raise Problem(
+            500,
+            'storage_damaged',
+            'The database is damaged. Restore the newest backup'
+            ' (jameyctl vault restore) after stopping jamey.',
+        )
+    unexpected(req, resp, error, params)
+
+
 def answer(resp: falcon.Response, problem: Problem) -> None:
     """Replace whatever ``resp`` holds with ``problem`` (after a handler ran)."""
     resp.status = problem.status_code
@@ -148,3 +185,4 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(NotFoundError, _from_not_found)
     app.add_error_handler(ConflictError, _from_conflict)
     app.add_error_handler(MemoryIndexError, _from_index)
+    app.add_error_handler(apsw.Error, _from_storage)
