@@ -6,7 +6,9 @@ Every figure is printed beside the peer measured in the same run:
 - RSS and wake-ups (context switches of all threads) while idle, with the
   unit's watchdog interval;
 - GET /health over the Unix socket with 1, 4 and 16 keep-alive clients,
-  against a bare Falcon app under waitress (bench/bare_health.py).
+  against a bare Falcon app under waitress (bench/bare_health.py);
+- the start-up check of the database: ready with it against without it at
+  100 MB, and the check alone at 100 MB and 1 GB.
 """
 
 import argparse
@@ -23,6 +25,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import load
+
+from jamey import storage
+from jamey.ids import new_ids
 
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -52,6 +57,7 @@ def start_until_ready(
 ) -> tuple[float, subprocess.Popen[bytes]]:
     """Seconds from exec to READY=1, and the running process."""
     notify_path = root / 'notify'
+    notify_path.unlink(missing_ok=True)  # an earlier start's
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(notify_path))
     notify.settimeout(60)
@@ -103,6 +109,62 @@ def bench_startup(runs: int) -> None:
     print(f'  jameyd    {ours * 1000:7.1f} ms')
     print(f'  skeleton  {peer * 1000:7.1f} ms')
     print(f'  ratio     {ours / peer:7.2f}x   (target <= 1.2x)\n')
+
+
+def filled_state(root: Path, megabytes: int) -> Path:
+    """A state directory whose database holds about ``megabytes`` of
+    memories (written directly, journal-free: the first start indexes them)."""
+    state = root / 'state'
+    state.mkdir(mode=0o700)
+    db = storage.Database(state / storage.DATABASE_NAME, 'off')
+    db.migrate()
+    text = 'the quick brown fox jumps over the lazy dog ' * 45  # ~2 KB
+    rows = megabytes * 1024 // 2
+    with db.transaction() as conn:
+        for n, memory_id in enumerate(new_ids(rows, 1_700_000_000_000)):
+            conn.execute(
+                'INSERT INTO memories (id, layer, content, entity, created_ms,'
+                " created_at, metadata) VALUES (?, 'semantic', ?, NULL, ?, ?, NULL)",
+                (memory_id, f'{n} {text}', 1_700_000_000_000 + n, '2023-11-14'),
+            )
+    db.close()
+    return state
+
+
+def bench_check(sizes_mb: list[int], runs: int) -> None:
+    """The start-up check's cost: start to READY=1 with it against without
+    it on the same database, and the check alone at each size."""
+    print('the start-up check (storage.start_check)')
+    for size in sizes_mb:
+        with scratch() as root:
+            state = filled_state(root, size)
+            db = storage.Database(state / storage.DATABASE_NAME)
+            for full in (False, True):
+                started = time.perf_counter()
+                db.check(full=full, budget_s=3600)
+                name = 'integrity_check' if full else 'quick_check'
+                print(
+                    f'  {size:5} MB  {name:15} alone'
+                    f' {(time.perf_counter() - started) * 1000:8.1f} ms'
+                )
+            db.close()
+            if size > 200:
+                continue  # a first start there indexes for minutes
+            env = jameyd_env(root, JAMEY_CONSCIENCE_MEANING='off')
+            _, proc = start_until_ready([str(BIN / 'jameyd')], env, root)
+            stop(proc)  # the first start indexed everything
+            ready: dict[str, list[float]] = {'off': [], 'quick': []}
+            for _ in range(runs):
+                for check, times in ready.items():
+                    env['JAMEY_STORAGE_START_CHECK'] = check
+                    elapsed, proc = start_until_ready([str(BIN / 'jameyd')], env, root)
+                    times.append(elapsed)
+                    stop(proc)
+            off, quick = (statistics.median(ready[c]) for c in ('off', 'quick'))
+            print(
+                f'  {size:5} MB  ready: quick {quick * 1000:7.1f} ms, off'
+                f' {off * 1000:7.1f} ms, ratio {quick / off:.2f}x (target <= 1.5x)'
+            )
 
 
 def context_switches(pid: int) -> int:
@@ -203,8 +265,11 @@ def main() -> None:
     )
     parser.add_argument(
         '--parts',
-        default='ready,health,idle',
-        help='comma-separated parts to run: ready, health, idle',
+        default='ready,health,idle,check',
+        help='comma-separated parts to run: ready, health, idle, check',
+    )
+    parser.add_argument(
+        '--check-sizes', default='100,1000', help='database sizes in MB'
     )
     args = parser.parse_args()
     parts = args.parts.split(',')
@@ -215,6 +280,9 @@ def main() -> None:
         bench_health([1, 4, 16], threads, args.load_seconds)
     if 'idle' in parts:
         bench_idle(args.idle_seconds)
+    if 'check' in parts:
+        sizes = [int(size) for size in args.check_sizes.split(',')]
+        bench_check(sizes, max(3, args.runs // 3))
 
 
 if __name__ == '__main__':

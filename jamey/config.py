@@ -102,6 +102,19 @@ class StorageSettings:
     busy_timeout_ms: int = setting(
         5000, 'How long a writer waits for a lock (ms)', minimum=0, maximum=600_000
     )
+    start_check: str = setting(
+        'quick',
+        "SQLite's check of the database at start: quick (PRAGMA quick_check),"
+        ' full (integrity_check) or off; a damaged database is refused',
+        choices=('quick', 'full', 'off'),
+    )
+    start_check_budget_s: float = setting(
+        10.0,
+        'Longest the start-up check may take; past it the start goes on'
+        ' unchecked, and says so',
+        minimum=0.1,
+        maximum=3600.0,
+    )
 
 
 @dataclass(frozen=True, repr=False)

@@ -36,6 +36,10 @@ class StorageError(JameyError):
     """The database cannot be opened or used."""
 
 
+class StorageDamagedError(StorageError):
+    """SQLite's own check of the database found damage; jameyd will not use it."""
+
+
 class MigrationError(StorageError):
     """A schema migration failed; the database stays at its previous version."""
 

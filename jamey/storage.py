@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import apsw
 
 from jamey.errors import MigrationError
 from jamey.errors import StateLockedError
+from jamey.errors import StorageDamagedError
 from jamey.errors import StorageError
 from jamey.errors import UnsafeDirectoryError
 
@@ -307,6 +309,35 @@ class Database:
     def version(self) -> int:
         return int(self.connection().execute('PRAGMA user_version').get)
 
+    def check(self, full: bool, budget_s: float) -> bool:
+        """SQLite's own check of the whole file (``quick_check``, or with
+        ``full`` the ``integrity_check`` that also compares every index with
+        its table); True when it finished within ``budget_s``, False when it
+        was stopped there.
+
+        Raises:
+            StorageDamagedError: the check found damage; the first problems
+                it names, and the remedy.
+        """
+        conn = self.connection()
+        deadline = time.monotonic() + budget_s
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
+        pragma = 'integrity_check' if full else 'quick_check'
+        try:
+            found = [str(row[0]) for row in conn.execute(f'PRAGMA {pragma}(20)')]
+        except apsw.InterruptError:
+            return False
+        except apsw.Error as exc:
+            found = [str(exc)]
+        finally:
+            conn.set_progress_handler(None)
+        if found != ['ok']:
+            raise StorageDamagedError(
+                f'database {self.path} is damaged ({"; ".join(found[:3])});'
+                ' restore the newest backup: jameyctl vault restore ID --yes'
+            )
+        return True
+
     def migrate(self, migrations: list[Migration] | None = None) -> tuple[int, int]:
         """Bring the schema up to date; return (version before, version after).
 
@@ -316,7 +347,12 @@ class Database:
         """
         migrations = bundled_migrations() if migrations is None else migrations
         conn = self.connection()
-        before = self.version()
+        try:
+            before = self.version()
+        except apsw.Error as exc:
+            raise StorageError(
+                f'cannot read the schema version of database {self.path}: {exc}'
+            ) from exc
         latest = migrations[-1].version if migrations else 0
         if before > latest:
             raise MigrationError(

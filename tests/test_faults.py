@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import pytest
 from conftest import Jameyd
 from conftest import request
 from conftest import small_disk
@@ -180,3 +181,71 @@ def test_a_full_disk_under_the_database_answers_no_space_and_loses_nothing(
             assert 'http.unhandled' not in events
         finally:
             daemon.stop()
+
+
+def damage(path: Path, page: int, page_size: int = 4096) -> None:
+    """Overwrite one page of a database file with noise."""
+    with path.open('r+b') as f:
+        f.seek(page * page_size)
+        f.write(os.urandom(page_size))
+
+
+def filled_and_stopped(make_jameyd: Any) -> Path:
+    daemon = make_jameyd().start()
+    for i in range(300):
+        body = {'content': f'note {i} ' + 'y' * 1500, 'layer': 'semantic'}
+        assert store(daemon, body)[0] == 201
+    daemon.stop()
+    assert daemon.wait() == 0
+    database = daemon.state_dir / 'jamey.db'
+    assert not (daemon.state_dir / 'jamey.db-wal').exists() or (
+        (daemon.state_dir / 'jamey.db-wal').stat().st_size == 0
+    )
+    return database
+
+
+def test_a_database_damaged_in_the_middle_is_refused_at_start(
+    make_jameyd: Any,
+) -> None:
+    database = filled_and_stopped(make_jameyd)
+    damage(database, database.stat().st_size // 4096 // 2)
+    daemon = make_jameyd().start(wait_ready=False)
+    assert daemon.wait() == 65
+    text = daemon.log_text()
+    assert 'is damaged' in text
+    assert 'jameyctl vault restore' in text
+    assert 'daemon.crashed' not in text
+
+
+@pytest.mark.parametrize('table', ['meta', 'rules', 'sqlite_schema'])
+def test_a_damaged_table_is_refused_with_65_not_70(
+    make_jameyd: Any, table: str
+) -> None:
+    database = filled_and_stopped(make_jameyd)
+    reader = apsw.Connection(str(database))
+    root = (
+        1
+        if table == 'sqlite_schema'
+        else int(
+            reader.execute(
+                'SELECT rootpage FROM sqlite_schema WHERE name = ?', (table,)
+            ).get
+        )
+    )
+    reader.close()
+    damage(database, root - 1)
+    daemon = make_jameyd().start(wait_ready=False)
+    assert daemon.wait() == 65
+    assert 'daemon.crashed' not in daemon.log_text()
+
+
+def test_the_start_check_can_be_turned_off(make_jameyd: Any) -> None:
+    daemon = make_jameyd(env={'JAMEY_STORAGE_START_CHECK': 'off'}).start()
+    events = [line.get('event') for line in daemon.log_lines()]
+    assert 'storage.checked' not in events
+    daemon.stop()
+    checked = make_jameyd(env={'JAMEY_STORAGE_START_CHECK': 'full'}).start()
+    found = [
+        line for line in checked.log_lines() if line.get('event') == 'storage.checked'
+    ]
+    assert found[0]['check'] == 'full'

@@ -220,3 +220,16 @@ def test_unopenable_database_is_a_storage_error(tmp_path: Path) -> None:
     database = Database(tmp_path / 'garbage.db')
     with pytest.raises(StorageError, match='cannot open database'):
         database.connection()
+
+
+def test_the_check_stops_at_its_budget(tmp_path: Path) -> None:
+    db = storage.Database(tmp_path / 'jamey.db')
+    db.migrate()
+    with db.transaction() as conn:
+        for i in range(2000):
+            conn.execute(
+                'INSERT INTO meta (key, value) VALUES (?, ?)', (f'k{i}', 'v' * 200)
+            )
+    assert db.check(full=True, budget_s=60)
+    assert not db.check(full=False, budget_s=1e-9)
+    db.close()
