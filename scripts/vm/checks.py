@@ -129,7 +129,7 @@ class Guest:
     """One boot of the test system: a qemu process and its control port.
 
     Answers are matched to requests by id, and ids are never reused, so an
-    answer that arrives late (or from before a reboot) is dropped.
+    answer that arrives late is never taken for another request's.
     """
 
     _ids = iter(range(1, sys.maxsize))
