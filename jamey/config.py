@@ -1024,12 +1024,12 @@ def as_dict(settings: Settings) -> dict[str, dict[str, Any]]:
     shown: dict[str, dict[str, Any]] = {}
     for section, ks in keys().items():
         values = _section(settings, section)
-        shown[section] = {
-            name: str(v) if isinstance(v, Path) else v
-            for name in ks
-            for v in (getattr(values, name),)
-        }
+        shown[section] = {name: _plain(getattr(values, name)) for name in ks}
     return shown
+
+
+def _plain(value: Any) -> Any:
+    return str(value) if isinstance(value, Path) else value
 
 
 def secret_path(value: str | Path, environ: Mapping[str, str]) -> Path:

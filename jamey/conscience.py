@@ -263,10 +263,9 @@ class Conscience:
         embedding = None
         if compiled.rules and self.embeddings is not None:
             embedding = self.embeddings.encode(action)
-        judged = compiled.scorer.evaluate(
+        score, verdict, findings, meanings = compiled.scorer.evaluate(
             action, deny_weight=deny_weight, embedding=embedding
         )
-        score, verdict, findings, meanings = judged
         outcomes = {rule: outcome for rule, outcome, *_ in meanings}
         layer = _layer(verdict, findings, outcomes)
         cleared = {rule for rule, outcome in outcomes.items() if outcome == 'cleared'}

@@ -21,6 +21,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -35,12 +36,10 @@ from jamey.model import BackendSettings
 from jamey.model import ModelBackend
 from jamey.model import api_key
 
-WHEN_UNSURE = 'unsure'
 WHEN_REVIEW = 'review'
 WHEN_ALWAYS = 'always'
 ON_FAILURE_REVIEW = 'review'
 ON_FAILURE_DENY = 'deny'
-ON_FAILURE_LAYERS = 'layers'
 # Outcomes as counted in metrics and health.
 VIOLATED = 'violated'
 CLEARED = 'cleared'
@@ -204,7 +203,7 @@ class Guard:
         backend: ModelBackend,
         settings: config.GuardSettings,
         *,
-        clock: Any = time.perf_counter,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.backend = backend
         self.settings = settings

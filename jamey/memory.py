@@ -713,19 +713,22 @@ class MemoryStore:
                 f'context must be between 0 and {MAX_CONTEXT}.',
             )
         shown = {m.id for m, _ in hits}
+
+        def context(side: list[Memory], hit: Memory) -> list[Found]:
+            fresh = [near for near in side if near.id not in shown]
+            shown.update(near.id for near in fresh)
+            return [Found(near, None, hit.id) for near in fresh]
+
         found: list[Found] = []
         for memory, score in hits:
             before, after = (
                 self._neighbours(memory, neighbours) if neighbours else ([], [])
             )
-            for side in (before, None, after):
-                if side is None:
-                    found.append(Found(memory, score, None))
-                    continue
-                for near in side:
-                    if near.id not in shown:
-                        shown.add(near.id)
-                        found.append(Found(near, None, memory.id))
+            found += [
+                *context(before, memory),
+                Found(memory, score, None),
+                *context(after, memory),
+            ]
         return found
 
     def _neighbours(self, memory: Memory, n: int) -> tuple[list[Memory], list[Memory]]:
@@ -736,17 +739,19 @@ class MemoryStore:
         params = (memory.layer, memory.entity, f'$.{GROUP_KEY}', group)
         at = (memory.created_ms, memory.id)
         conn = self.db.connection()
-        earlier = conn.execute(
-            f'SELECT {_COLUMNS} FROM memories WHERE {where}'  # noqa: S608
-            ' AND (created_ms, id) < (?, ?) ORDER BY created_ms DESC, id DESC LIMIT ?',
-            (*params, *at, n),
-        ).fetchall()
-        later = conn.execute(
-            f'SELECT {_COLUMNS} FROM memories WHERE {where}'  # noqa: S608
-            ' AND (created_ms, id) > (?, ?) ORDER BY created_ms, id LIMIT ?',
-            (*params, *at, n),
-        ).fetchall()
-        return [_memory(r) for r in reversed(earlier)], [_memory(r) for r in later]
+        earlier, later = (
+            [
+                _memory(r)
+                for r in conn.execute(
+                    f'SELECT {_COLUMNS} FROM memories WHERE {where}'  # noqa: S608
+                    f' AND (created_ms, id) {side} (?, ?)'
+                    f' ORDER BY created_ms {order}, id {order} LIMIT ?',
+                    (*params, *at, n),
+                )
+            ]
+            for side, order in (('<', 'DESC'), ('>', 'ASC'))
+        )
+        return earlier[::-1], later
 
     def _newest(
         self,

@@ -353,42 +353,30 @@ def test_a_rebuild_at_start_reports_each_batch(
         again.stop()
 
 
+@pytest.mark.parametrize(
+    ('field', 'option', 'earlier'),
+    [
+        # The layer without frequencies, as before filters were pruned.
+        ('layer', 'record', 'basic'),
+        # Text split by tantivy's en_stem, without irregular forms.
+        ('content', 'tokenizer', 'en_stem'),
+    ],
+)
 def test_an_index_of_an_earlier_layout_is_rebuilt(
-    db: storage.Database, clock: Clock
+    db: storage.Database, clock: Clock, field: str, option: str, earlier: str
 ) -> None:
-    """An index written by a version whose fields differed (here: the layer
-    without frequencies, as before filters were pruned) is not opened but
-    rebuilt, with the reason in the stats."""
+    """An index written by a version whose fields differed is not opened
+    but rebuilt, with the reason in the stats."""
     fill_and_stop(db, clock)
     meta = db.path.parent / 'index' / 'meta.json'
     document = json.loads(meta.read_text())
-    layer = next(f for f in document['schema'] if f['name'] == 'layer')
-    layer['options']['indexing']['record'] = 'basic'
+    changed = next(f for f in document['schema'] if f['name'] == field)
+    changed['options']['indexing'][option] = earlier
     meta.write_text(json.dumps(document))
     again = make_store(db, clock)
     again.start()
     try:
         assert len(again.search('garden', layer='episodic', limit=100)) == 20
-        assert again.rebuild_reason is not None
-    finally:
-        again.stop()
-
-
-def test_an_index_of_the_earlier_words_is_rebuilt(
-    db: storage.Database, clock: Clock
-) -> None:
-    """An index whose text was split by the earlier analyzer (tantivy's
-    en_stem, without irregular forms) is rebuilt with today's words."""
-    fill_and_stop(db, clock)
-    meta = db.path.parent / 'index' / 'meta.json'
-    document = json.loads(meta.read_text())
-    content = next(f for f in document['schema'] if f['name'] == 'content')
-    content['options']['indexing']['tokenizer'] = 'en_stem'
-    meta.write_text(json.dumps(document))
-    again = make_store(db, clock)
-    again.start()
-    try:
-        assert len(again.search('garden', limit=100)) == 20
         assert again.rebuild_reason is not None
     finally:
         again.stop()
