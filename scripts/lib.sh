@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared set-up for scripts/run, scripts/test and scripts/bench (sourced).
 #
 # Everything the project needs is installed from here: Debian packages when

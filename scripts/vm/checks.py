@@ -1,12 +1,14 @@
 """Boot the test system under qemu and check jamey under the real systemd.
 
-scripts/test-systemd builds the disk (jamey installed as docs/deploy.md
-says, not yet started) and runs this. The system is booted three times:
-the first boot starts jamey and checks readiness, the sandbox, the socket,
-the watchdog, Restart=, reload, a clean stop, the vault credential and the
+scripts/test-systemd builds the disk (a Debian 12 system with two builds of
+jamey's package beside it, not installed) and runs this. The system is
+booted three times: the first boot installs the package with apt, as
+docs/deploy.md says, and checks readiness, the sandbox, the socket, the
+watchdog, Restart=, reload, a clean stop, the vault credential and the
 journal; the second follows ``systemctl reboot``; the third follows qemu
-killed right after acknowledged writes. Commands run in the guest through
-the control service on a virtio-serial port (scripts/vm/guest.py).
+killed right after acknowledged writes, and upgrades, removes and purges
+the package. Commands run in the guest through the control service on a
+virtio-serial port (scripts/vm/guest.py).
 
 One line per check, PASS or FAIL with the reason, then the timings; the exit
 status is 1 if any check failed.
@@ -31,7 +33,8 @@ PORT_NAME = 'org.jamey.control'
 # (O_DSYNC). Killing qemu then loses the guest's page cache and nothing the
 # virtual disk completed, like a power cut of a disk without a volatile cache.
 CACHE_MODE = 'writethrough'
-JAMEYCTL = '/opt/jamey/bin/jameyctl'
+# On the PATH, as the package installs it.
+JAMEYCTL = 'jameyctl'
 SOCKET = '/run/jamey/jamey.sock'
 CONFIG = '/etc/jamey/jamey.toml'
 BOOT_TIMEOUT_S = 300.0
@@ -227,9 +230,12 @@ class Report:
 class Checks:
     """The checks, in the order they run; each returns what it saw."""
 
-    def __init__(self, machine: Machine, report: Report) -> None:
+    def __init__(
+        self, machine: Machine, report: Report, packages: tuple[str, str]
+    ) -> None:
         self.machine = machine
         self.report = report
+        self.packages = packages
         self.boots = 0
         self.guest = self.boot()
         self.memories: dict[str, str] = {}
@@ -300,10 +306,11 @@ class Checks:
     # First boot.
 
     def readiness(self) -> str:
+        """apt installs the package, whose postinst enables and starts jamey."""
         self.guest.wait_up()
         states: list[str] = []
         done: list[Result] = []
-        command = 'systemctl daemon-reload && systemctl enable --now jamey'
+        command = f'apt install -y {self.packages[0]} 2>&1'
         starting = threading.Thread(
             target=lambda: done.append(self.guest.sh(command, timeout=600))
         )
@@ -318,7 +325,7 @@ class Checks:
                 states.append(state)
             time.sleep(0.2)
         starting.join()
-        self.timings['enable --now'] = time.monotonic() - start
+        self.timings['apt install, to ready'] = time.monotonic() - start
         self.timings['boot to ready'] = time.monotonic() - self.guest.started
         expect(bool(done) and done[0].rc == 0, f'{command}: {done and done[0].text()}')
         final = self.show('ActiveState')
@@ -330,6 +337,33 @@ class Checks:
         return (
             f'{" -> ".join(states)}; activating for'
             f' {time.monotonic() - activating_since:.1f} s, then active'
+        )
+
+    def package(self) -> str:
+        """What the package installed beside the running service."""
+        result = self.guest.sh(
+            "set -e; dpkg-query -W -f '${Version} ${db:Status-Abbrev}\\n' jamey;"
+            ' command -v jameyd; command -v jameyctl; systemctl is-enabled jamey;'
+            f' stat -c "%a %U:%G" {CONFIG}; id -u jamey; getent group jamey;'
+            ' usermod -aG jamey member'
+        )
+        expect(result.rc == 0, f'{result.rc}: {result.text()}')
+        lines = result.out.splitlines()
+        expect(len(lines) == 7, f'answered {lines}')
+        status, jameyd, jameyctl, enabled, mode, uid, group = lines
+        version, state = status.split()
+        expect(state == 'ii', f'dpkg status {state} (ii is installed)')
+        expect(
+            (jameyd, jameyctl) == ('/usr/bin/jameyd', '/usr/bin/jameyctl'),
+            f'on the PATH: {jameyd}, {jameyctl}',
+        )
+        expect(enabled == 'enabled', f'systemctl is-enabled: {enabled}')
+        expect(mode == '640 root:jamey', f'{CONFIG} {mode}')
+        expect(0 < int(uid) < 1000, f'jamey is uid {uid}, not a system user')
+        return (
+            f'jamey {version} installed; jameyd and jameyctl in /usr/bin; enabled;'
+            f' {CONFIG} {mode}; system user jamey (uid {uid}), group'
+            f' {group.split(":")[0]}'
         )
 
     def status_text(self) -> str:
@@ -635,6 +669,72 @@ class Checks:
             f' just before is {"still there" if control else "lost"}'
         )
 
+    # The package's life after that.
+
+    def version(self) -> str:
+        result = self.guest.run(['dpkg-query', '-W', '-f', '${Version}', 'jamey'])
+        return result.out.strip() if result.rc == 0 else '(not installed)'
+
+    def exists(self, path: str) -> bool:
+        return self.guest.run(['test', '-e', path]).rc == 0
+
+    def apt(self, *args: str) -> float:
+        """Run apt in the guest; how long it took."""
+        start = time.monotonic()
+        result = self.guest.sh(f'apt {" ".join(args)} 2>&1', timeout=600)
+        expect(result.rc == 0, f'apt {" ".join(args)}: {result.text()}')
+        return time.monotonic() - start
+
+    def upgrade(self) -> str:
+        self.remember('written before the upgrade')
+        pid, before = self.show('MainPID'), self.version()
+        took = self.apt('install', '-y', self.packages[1])
+        self.timings['apt upgrade, to ready'] = took
+        after = self.version()
+        expect(after != before, f'still version {after}')
+        expect(self.show('ActiveState') == 'active', 'jamey not active')
+        expect(self.show('MainPID') != pid, 'not restarted: the same main pid')
+        expect(
+            self.guest.run(['systemctl', 'is-enabled', 'jamey']).out.strip()
+            == 'enabled',
+            'no longer enabled',
+        )
+        edited = self.guest.run(['grep', '-qx', 'key_file = "vault.key"', CONFIG])
+        expect(edited.rc == 0, f'the edit of {CONFIG} was not kept')
+        return (
+            f'{before} -> {after} in {took:.0f} s: restarted, still enabled, the'
+            f' edited {CONFIG} kept; {self.recall()}'
+        )
+
+    def remove(self) -> str:
+        self.apt('remove', '-y', 'jamey')
+        leftover = self.guest.run(['find', '/opt/jamey', '-type', 'f']).out.split()
+        expect(not self.exists('/opt/jamey'), f'left in /opt/jamey: {leftover[:5]}')
+        expect(not self.exists('/usr/bin/jameyctl'), 'jameyctl still there')
+        expect(self.show('ActiveState') == 'inactive', 'jamey still running')
+        expect(not self.exists(SOCKET), 'the socket is still there')
+        expect(self.exists('/var/lib/jamey/jamey.db'), 'the database was removed')
+        expect(self.exists(CONFIG), f'{CONFIG} was removed')
+        return (
+            'apt remove: jamey stopped, /opt/jamey and /usr/bin/jameyctl gone, the'
+            f' database and {CONFIG} kept'
+        )
+
+    def purge(self) -> str:
+        self.apt('purge', '-y', 'jamey')
+        expect(self.version() == '(not installed)', f'dpkg knows {self.version()}')
+        expect(not self.exists('/var/lib/jamey'), '/var/lib/jamey is still there')
+        expect(not self.exists(CONFIG), f'{CONFIG} is still there')
+        override = self.guest.run(['dpkg-statoverride', '--list', CONFIG])
+        expect(override.rc != 0, f'statoverride left: {override.out.strip()}')
+        expect(
+            self.exists('/etc/jamey/vault.key'), "the operator's vault.key was removed"
+        )
+        return (
+            f'apt purge: /var/lib/jamey, {CONFIG} and its statoverride gone; the'
+            " operator's /etc/jamey/vault.key and the user jamey stay"
+        )
+
     def poweroff(self) -> str:
         start = time.monotonic()
         with contextlib.suppress(NoAnswerError):
@@ -654,8 +754,11 @@ def main() -> int:
     parser.add_argument('--accel', choices=('tcg', 'kvm'), default='tcg')
     parser.add_argument('--image', type=int, required=True, help='image build, s')
     parser.add_argument('--image-state', choices=('built', 'cached'), required=True)
-    parser.add_argument('--wheel', type=int, required=True, help='wheels, s')
-    parser.add_argument('--install', type=int, required=True, help='chroot install, s')
+    parser.add_argument(
+        '--packages', nargs=2, required=True, help="the two builds' paths in the guest"
+    )
+    parser.add_argument('--wheel', type=int, required=True, help='wheel, s')
+    parser.add_argument('--package', type=int, required=True, help='one package, s')
     parser.add_argument('--disk-image', type=int, required=True, help='mkfs, s')
     parser.add_argument('--started', type=int, required=True, help='start, epoch s')
     args = parser.parse_args()
@@ -671,9 +774,10 @@ def main() -> int:
         flush=True,
     )
     report = Report()
-    checks = Checks(machine, report)
+    checks = Checks(machine, report, tuple(args.packages))
     every = [
         ('readiness', checks.readiness),
+        ('package', checks.package),
         ('status', checks.status_text),
         ('sandbox', checks.sandbox),
         ('writable paths', checks.writable),
@@ -687,6 +791,9 @@ def main() -> int:
         ('clean stop', checks.clean_stop),
         ('reboot', checks.reboot),
         ('hard kill', checks.hard_kill),
+        ('upgrade', checks.upgrade),
+        ('remove', checks.remove),
+        ('purge', checks.purge),
         ('poweroff', checks.poweroff),
     ]
     try:
@@ -698,8 +805,8 @@ def main() -> int:
             checks.guest.kill()
     timings = {
         f'image build ({args.image_state})': args.image,
-        'wheel and wheelhouse': args.wheel,
-        'install in the chroot': args.install,
+        'wheel': args.wheel,
+        'package (scripts/package-deb)': args.package,
         'disk image (mkfs.ext4 -d)': args.disk_image,
         **checks.timings,
         'total': time.time() - args.started,
