@@ -235,7 +235,8 @@ class TlsSettings:
     )
     read_timeout_s: float = setting(
         10.0,
-        'Seconds a request has to arrive in full (head and body) from its first byte',
+        'Seconds a request has to arrive in full (head and body) from its first'
+        ' byte; one later is answered 408 and its connection closed',
         minimum=0.1,
         maximum=600,
     )

@@ -361,6 +361,56 @@ def test_unix_socket_can_require_tokens(sdir: Path, make_jameyd: Any) -> None:
     assert answer.returncode == 0, answer.stderr
 
 
+def test_an_unknown_path_is_refused_to_a_stranger_like_a_known_one(
+    site: Site,
+) -> None:
+    """401 before 404: a stranger learns nothing of which paths exist."""
+    for method, path in (
+        ('GET', '/no-such-path'),
+        ('POST', '/admin/../tokens'),
+        ('GET', '/memories/stats/extra'),
+        ('DELETE', '/'),
+    ):
+        status, headers, problem = site.tls.request(method, path)
+        assert (status, problem['code']) == (401, 'unauthenticated'), (method, path)
+        assert headers['www-authenticate'].startswith('Bearer')
+    # A token that may read the OpenAPI document may learn a path is not there.
+    status, _, problem = site.tls.request('GET', '/no-such-path', site.jwt('read'))
+    assert (status, problem['code']) == (404, 'not_found')
+
+
+def test_unknown_paths_and_refused_preflights_are_rate_limited(
+    sdir: Path, make_jameyd: Any
+) -> None:
+    site = start_site(
+        sdir,
+        make_jameyd,
+        {
+            'JAMEY_API_RATE_LIMIT_PER_S': '0.5',
+            'JAMEY_API_RATE_LIMIT_BURST': '5',
+            'JAMEY_API_CORS_ORIGINS': 'https://console.example',
+        },
+    )
+    statuses = [site.tls.request('GET', f'/probe-{n}')[0] for n in range(6)]
+    assert statuses == [401] * 5 + [429]
+    token = site.jwt('read')
+    statuses = [site.tls.request('GET', f'/probe-{n}', token)[0] for n in range(6)]
+    assert statuses == [404] * 5 + [429]
+    # A browser's preflight carries no credentials: the address's bucket,
+    # already empty, refuses it before CORS does.
+    preflight = {
+        'Origin': 'https://evil.example',
+        'Access-Control-Request-Method': 'POST',
+    }
+    status, headers, problem = site.tls.request(
+        'OPTIONS', '/evaluate', headers=preflight
+    )
+    assert (status, problem['code']) == (429, 'rate_limited')
+    time.sleep(int(headers['retry-after']) + 0.1)
+    status, _, problem = site.tls.request('OPTIONS', '/evaluate', headers=preflight)
+    assert (status, problem['code']) == (403, 'origin_not_allowed')
+
+
 def test_rate_limit_is_reached_and_recovers(sdir: Path, make_jameyd: Any) -> None:
     site = start_site(
         sdir,
@@ -433,6 +483,7 @@ def _raw_tls(site: Site, data: bytes) -> tuple[int, dict[str, Any]]:
     assert headers['content-type'] == 'application/problem+json'
     status = int(head.split()[1])
     check_no_leak(status, headers, body)
+    assert strict_json(body)['request_id'] == headers['x-request-id']
     _, app_headers, _ = site.tls.request('GET', '/health')
     assert {n: headers.get(n) for n in SECURITY_HEADERS} == {
         n: app_headers[n] for n in SECURITY_HEADERS

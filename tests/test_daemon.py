@@ -311,6 +311,10 @@ def test_waitress_errors_are_problems_too(
     fields = header_fields(reply_head)
     assert fields['content-type'] == 'application/problem+json'
     assert body['code'] == code
+    # An id to report, as in every answer of the app; a new one each time.
+    assert body['request_id'] == fields['x-request-id']
+    _, again = raw_exchange(jameyd.socket, head)
+    assert again['request_id'] not in ('', body['request_id'])
     status, app_fields, _ = jameyd.get('/health')
     assert status == 200
     assert {n: fields.get(n) for n in SECURITY_HEADERS} == {
@@ -344,6 +348,7 @@ def test_a_request_that_never_arrives_in_full_is_answered_408(
     )
     assert set(SECURITY_HEADERS) <= fields.keys()
     assert body['code'] == 'request_timeout'
+    assert body['request_id'] == fields['x-request-id']
     assert daemon.get('/health')[0] == 200
 
 

@@ -8,6 +8,7 @@ import contextlib
 import http.client
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import strict_json
 from test_access import Site
 from test_access import start_site
 
@@ -154,24 +156,51 @@ def test_a_stalled_handshake_is_closed_at_its_deadline(
     assert site.tls.request('GET', '/health')[0] == 200
 
 
-def test_a_request_sent_too_slowly_is_closed_at_its_deadline(
-    sdir: Path, make_jameyd: Any
+def _answer(tls: ssl.SSLSocket) -> tuple[bytes, dict[str, Any]]:
+    """Everything the server sends until it closes: the head and the body."""
+    reply = b''
+    while chunk := tls.recv(65536):
+        reply += chunk
+    head, _, body = reply.partition(b'\r\n\r\n')
+    return head, strict_json(body)
+
+
+@pytest.mark.parametrize(
+    'partial',
+    [
+        # A head that never ends.
+        b'GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ',
+        # A body announced longer than it is.
+        b'POST /evaluate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}',
+    ],
+)
+def test_a_request_not_arrived_by_its_deadline_is_answered_408(
+    sdir: Path, make_jameyd: Any, partial: bytes
 ) -> None:
+    site = start_site(sdir, make_jameyd, {'JAMEY_TLS_READ_TIMEOUT_S': '1'})
+    raw = socket.create_connection(('127.0.0.1', site.tls.port), timeout=10)
+    with site.tls.context.wrap_socket(raw, server_hostname='localhost') as tls:
+        started = time.monotonic()
+        tls.sendall(partial)
+        head, problem = _answer(tls)
+        waited = time.monotonic() - started
+    assert 1.0 <= waited < 3.0
+    assert head.split(b' ')[1] == b'408'
+    assert b'\r\nConnection: close' in head
+    assert (problem['status'], problem['code']) == (408, 'request_timeout')
+    assert problem['request_id']
+    assert site.tls.request('GET', '/health')[0] == 200
+
+
+def test_a_slow_sender_is_stopped_at_its_deadline(sdir: Path, make_jameyd: Any) -> None:
     site = start_site(sdir, make_jameyd, {'JAMEY_TLS_READ_TIMEOUT_S': '1'})
     with slow_senders(site, 1, every_s=0.2) as sent:
         time.sleep(3)
-        # The server closed it after about five lines; it got nothing more.
+        # The server answered after about five lines; it took nothing more.
         lines_when_closed = sent[0]
         time.sleep(1)
         assert sent[0] == lines_when_closed
     assert 1 <= lines_when_closed < 12, lines_when_closed
-    # A body announced longer than it is, likewise: closed, not a 500 later.
-    raw = socket.create_connection(('127.0.0.1', site.tls.port), timeout=10)
-    with site.tls.context.wrap_socket(raw, server_hostname='localhost') as tls:
-        tls.sendall(
-            b'POST /evaluate HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}'
-        )
-        assert tls.recv(65536) == b''
 
 
 def test_new_connections_replace_the_oldest_not_in_use(

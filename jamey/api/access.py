@@ -16,6 +16,7 @@ from typing import Any
 from typing import NamedTuple
 
 import falcon
+from falcon.routing import CompiledRouter
 
 from jamey.access import Authenticator
 from jamey.access import AuthError
@@ -119,21 +120,33 @@ def _unauthorized(code: str, detail: str) -> Problem:
     )
 
 
-class Access:
-    """Authenticates, rate-limits and authorises each request by its route."""
+def preflight(req: falcon.Request) -> bool:
+    """Whether a request is a browser's CORS preflight (sent without credentials)."""
+    return (
+        req.method == 'OPTIONS'
+        and req.get_header('Origin') is not None
+        and req.get_header('Access-Control-Request-Method') is not None
+    )
 
-    def __init__(self, policy: Policy, table: dict[str, Route]) -> None:
+
+class Access:
+    """Authenticates, rate-limits and authorises each request by its route.
+
+    It runs before routing, on every request: a path that matches no route
+    is refused like any other to a stranger (401, not 404) and counts against
+    the rate limit, and so does a CORS preflight, which is then left to
+    ``Cors`` unauthorised (browsers send it without credentials).
+    """
+
+    def __init__(
+        self, policy: Policy, table: dict[str, Route], router: CompiledRouter
+    ) -> None:
         self.policy = policy
         self.table = table
+        self.router = router
         self.limiter = RateLimiter()
 
-    def process_resource(
-        self,
-        req: falcon.Request,
-        resp: falcon.Response,
-        resource: Any,
-        params: dict[str, Any],
-    ) -> None:
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         policy = self.policy
         listener = req.env.get(LISTENER_KEY, UNIX)
         principal, failure = self._identify(req, listener)
@@ -149,10 +162,14 @@ class Access:
                 'Too many requests; slow down.',
                 headers={'Retry-After': str(max(1, math.ceil(wait)))},
             )
-        needed = required_scope(self.table.get(req.uri_template or ''), req.method)
         req.context.principal = principal
         if failure is not None:
             raise _unauthorized(failure.code, str(failure))
+        if preflight(req):
+            return
+        found = self.router.find(req.path, req)
+        route = None if found is None else self.table.get(found[3] or '')
+        needed = required_scope(route, req.method)
         if needed is None:
             return
         if principal is None:
@@ -185,13 +202,9 @@ class Cors:
         self.policy = policy
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        origin = req.get_header('Origin')
-        preflight = req.method == 'OPTIONS' and req.get_header(
-            'Access-Control-Request-Method'
-        )
-        if origin is None or not preflight:
+        if not preflight(req):
             return
-        if origin not in self.policy.cors_origins:
+        if req.get_header('Origin') not in self.policy.cors_origins:
             raise Problem(403, 'origin_not_allowed', 'This origin may not call here.')
         resp.set_header('Access-Control-Allow-Methods', _CORS_METHODS)
         resp.set_header('Access-Control-Allow-Headers', _CORS_HEADERS)

@@ -7,6 +7,7 @@ from typing import Any
 from typing import NamedTuple
 
 import falcon
+from falcon.routing import CompiledRouter
 from prometheus_client import CollectorRegistry
 
 from jamey.access import Scope
@@ -126,16 +127,19 @@ def create_app(parts: Parts) -> falcon.App[falcon.Request, falcon.Response]:
     # The document describes itself too; resource classes carry the specs.
     document = build_document({**table, '/openapi.json': Route(OpenApi)})
     table['/openapi.json'] = Route(OpenApi(document))
+    # Access finds a request's route itself, before routing: an unknown path
+    # is refused to a stranger like a known one.
+    router = CompiledRouter()
     middleware: list[Any] = [
         Metrics(metrics),
         RequestContext(),
         RenderBody(),
+        Access(parts.policy, table, router),
         Cors(parts.policy),
         Deadline(parts.policy),
         BodyLimit(parts.max_body_bytes),
-        Access(parts.policy, table),
     ]
-    app = falcon.App(middleware=middleware)
+    app = falcon.App(middleware=middleware, router=router)
     app.req_options.strip_url_path_trailing_slash = True
     # NaN and Infinity are not JSON: an answer holding one is a bug, raised.
     app.resp_options.media_handlers[falcon.MEDIA_JSON] = falcon.media.JSONHandler(

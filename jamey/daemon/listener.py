@@ -30,6 +30,7 @@ from waitress.task import ErrorTask
 from waitress.task import WSGITask
 from waitress.utilities import Error
 
+from jamey import logs
 from jamey.api.access import ARRIVED_KEY
 from jamey.api.access import LISTENER_KEY
 from jamey.api.access import SECURITY_HEADERS
@@ -56,17 +57,27 @@ class _RequestTimeoutError(Error):
 
 class _ProblemErrorTask(ErrorTask):
     """waitress's own errors (oversized or malformed requests) as problem+json,
-    with the headers every answer of the app carries."""
+    with a request id and the headers every answer of the app carries.
+
+    Logged at debug level only: a stranger can make one per connection.
+    """
 
     def execute(self) -> None:
         # NOTE: the waitress stubs type ``request`` as the error itself; at
         # run time it is the parser, which carries the error.
         error = typing.cast(Any, self.request).error
-        body = problem_body(error.code, error.body)
+        rid = logs.new_request_id()
+        token = logs.request_id.set(rid)
+        try:
+            body = problem_body(error.code, error.body)
+            log.debug('http.refused_by_server', extra={'status': error.code})
+        finally:
+            logs.request_id.reset(token)
         self.status = f'{error.code} {error.reason}'
         self.response_headers = [
             *self.response_headers,
             ('Content-Type', PROBLEM_JSON),
+            ('X-Request-ID', rid),
             *SECURITY_HEADERS,
         ]
         self.set_close_on_finish()
@@ -101,12 +112,15 @@ class ProblemChannel(HTTPChannel):
     task_class = ListenerTask
     error_task_class = _ProblemErrorTask
 
-    def answer_late(self, error: Error) -> None:
-        """Answer the request still arriving with ``error`` and close the
-        connection; what arrived of it is dropped. As waitress does with a
-        malformed request: a request that carries the error, served by a
-        worker (nothing more is read meanwhile: the channel is not readable
-        while a request is queued)."""
+    def answer_late(self, limit_s: float) -> None:
+        """Answer the request still arriving 408 (it did not arrive in full
+        within ``limit_s``) and close the connection; what arrived of it is
+        dropped. As waitress does with a malformed request: a request that
+        carries the error, served by a worker (nothing more is read
+        meanwhile: the channel is not readable while a request is queued)."""
+        error = _RequestTimeoutError(
+            f'The request did not arrive in full within {limit_s:g} s.'
+        )
         # NOTE: the waitress stubs lack requests_lock and type add_task's
         # argument as a task; at run time it takes the channel.
         channel = typing.cast(Any, self)
@@ -258,11 +272,7 @@ class UnixListener:
         for channel in list(channels.values()):
             request = typing.cast(StampedParser | None, channel.request)
             if request is not None and now - request.arrived > limit_s:
-                channel.answer_late(
-                    _RequestTimeoutError(
-                        f'The request did not arrive in full within {limit_s:g} s.'
-                    )
-                )
+                channel.answer_late(limit_s)
 
     def stop_accepting(self) -> None:
         """Close the listening socket and remove its file: new clients fail fast."""

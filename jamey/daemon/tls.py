@@ -9,8 +9,9 @@ other I/O, so a client that never sends its ClientHello stalls nobody.
 Limits no stranger can outlast, all enforced by the loop:
 
 - a handshake must finish within ``tls.handshake_timeout_s``, a request
-  (head and body) within ``tls.read_timeout_s`` of its first byte, and an
-  idle kept-alive connection is closed after ``tls.idle_timeout_s``;
+  (head and body) within ``tls.read_timeout_s`` of its first byte (else it
+  is answered 408 and the connection closed), and an idle kept-alive
+  connection is closed after ``tls.idle_timeout_s``;
 - at most ``tls.connections_per_peer`` connections per address and
   ``tls.connection_limit`` in all: a new connection beyond either closes the
   oldest one that is not in use (still in its handshake first, then one still
@@ -406,7 +407,8 @@ class _TlsServer(TcpWSGIServer):
                     channel.close_for('handshake_timeout')
             elif channel.request is not None and not channel.requests:
                 if clock - channel.arrived() > self.settings.read_timeout_s:
-                    channel.close_for('read_timeout')
+                    self.closed.count('read_timeout')
+                    channel.answer_late(self.settings.read_timeout_s)
             elif (
                 not channel.requests
                 and not channel.total_outbufs_len
