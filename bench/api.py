@@ -10,15 +10,22 @@ run's throughput and p99 against the quiet run's). Then, one client at a time, t
 of TLS + authentication: GET /health/detailed over TLS with a token against
 GET /health over the socket with none, and the authentication check itself
 against the request time.
+
+``--fuzz``: instead, schemathesis against the OpenAPI document, over TLS
+with a token and over the socket (tests/test_schemathesis.py), with
+``--examples`` generated requests per operation (the test suite uses 150):
+the requests sent, their statuses, and any contract failure or 5xx.
 """
 
 import argparse
 import http.client
 import json
+import os
 import random
 import socket
 import ssl
 import subprocess
+import sys
 import threading
 import time
 from collections import defaultdict
@@ -272,7 +279,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--clients', type=int, default=50)
     parser.add_argument('--seconds', type=float, default=60.0)
+    parser.add_argument('--fuzz', action='store_true', help='schemathesis instead')
+    parser.add_argument('--examples', type=int, default=1000, help='with --fuzz')
     args = parser.parse_args()
+    if args.fuzz:
+        fuzz(args.examples)
+        return
     with scratch() as root:
         cert, key = certificate(root)
         port = free_port()
@@ -294,6 +306,31 @@ def main() -> None:
             run(args, root / 'jamey.sock', port, cert, proc.pid)
         finally:
             stop(proc)
+
+
+def fuzz(examples: int) -> None:
+    """The schemathesis test with more examples; exits with its status."""
+    print(f'schemathesis, up to {examples} examples per operation:', flush=True)
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            sys.executable,
+            '-m',
+            'pytest',
+            '-q',
+            '-s',
+            '-p',
+            'no:cacheprovider',
+            '--timeout',
+            '0',
+            'test_schemathesis.py',
+        ],
+        cwd=Path(__file__).resolve().parent.parent / 'tests',
+        env={**os.environ, 'JAMEY_FUZZ_EXAMPLES': str(examples)},
+        check=False,
+    )
+    print(f'{time.monotonic() - started:.0f} s, exit {done.returncode}')
+    sys.exit(done.returncode)
 
 
 def run(args: argparse.Namespace, sock: Path, port: int, cert: Path, pid: int) -> None:

@@ -11,6 +11,7 @@ import fcntl
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -85,6 +86,24 @@ def private_directory(path: Path) -> Path:
     finally:
         os.close(fd)
     return path
+
+
+def refuse_if_others_write(directory: Path, what: str) -> None:
+    """A directory jameyd writes in must be this user's (or root's), and only
+    theirs to write: whoever else may write there can swap a file jameyd is
+    about to write or change for a symlink to another.
+
+    Raises:
+        UnsafeDirectoryError: another user owns the directory or may write in
+            it; ``what`` names it in the message.
+    """
+    info = directory.stat()
+    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & 0o022:
+        raise UnsafeDirectoryError(
+            f'{what} {directory} (uid {info.st_uid}, mode'
+            f' {stat.S_IMODE(info.st_mode):04o}) may be written by other users:'
+            ' give it to this user, writable by it alone'
+        )
 
 
 class StateLock:

@@ -545,6 +545,32 @@ def test_a_directory_of_another_user_is_refused(
     assert stat.S_IMODE(place.stat().st_mode) == 0o700
 
 
+@pytest.mark.parametrize('owner', ['this user, mode 0777', 'another user'])
+def test_a_vault_mirror_others_may_write_is_refused(
+    make_jameyd: Any, sdir: Path, owner: str
+) -> None:
+    if owner == 'another user' and os.geteuid() != 0:
+        pytest.skip('giving a directory to another user needs root')
+    key = sdir / 'vault.key'
+    key.write_bytes(os.urandom(32))
+    key.chmod(0o600)
+    mirror = sdir / 'mirror'
+    mirror.mkdir(mode=0o700)
+    if owner == 'another user':
+        os.chown(mirror, OTHER_UID, OTHER_UID)
+    else:
+        mirror.chmod(0o777)
+    daemon = make_jameyd(
+        env={
+            'JAMEY_VAULT_KEY_FILE': str(key),
+            'JAMEY_VAULT_MIRROR_DIRS': str(mirror),
+        }
+    )
+    failure = _start_failed(daemon)
+    assert f'the vault mirror {mirror}' in failure['error']
+    assert 'may be written by other users' in failure['error']
+
+
 def test_a_socket_directory_others_may_write_is_refused(
     make_jameyd: Any, sdir: Path
 ) -> None:

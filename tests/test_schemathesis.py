@@ -1,12 +1,16 @@
-"""schemathesis against the OpenAPI document of a real jameyd, over its socket.
+"""schemathesis against the OpenAPI document of a real jameyd, over its
+socket and over TLS with an admin token.
 
 Every operation gets generated requests, valid and not; every answer must
 match the document, and none may be a 5xx. The daemon's own limits (413 for
 an oversized body) are declared as acceptable rejections here, instead of
-widening the API.
+widening the API. ``scripts/bench api --fuzz`` runs the same with more
+examples (``JAMEY_FUZZ_EXAMPLES``).
 """
 
+import os
 import socket
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +26,9 @@ from hypothesis import given
 from hypothesis import settings
 from requests.adapters import HTTPAdapter
 from schemathesis.checks import CHECKS
+from test_access import start_site
 
-EXAMPLES_PER_OPERATION = 150
+EXAMPLES_PER_OPERATION = int(os.environ.get('JAMEY_FUZZ_EXAMPLES', '150'))
 BASE_URL = 'http://jamey'
 
 
@@ -64,7 +69,7 @@ class UnixAdapter(HTTPAdapter):
 
 
 @pytest.fixture
-def session(sdir: Path) -> Iterator[requests.Session]:
+def unix_session(sdir: Path) -> Iterator[requests.Session]:
     daemon = Jameyd(sdir).start()
     try:
         with requests.Session() as s:
@@ -74,10 +79,12 @@ def session(sdir: Path) -> Iterator[requests.Session]:
         daemon.stop()
 
 
-def test_generated_requests_conform_and_never_fail(session: requests.Session) -> None:
-    document = session.get(f'{BASE_URL}/openapi.json', timeout=30).json()
+def fuzz(session: requests.Session, base_url: str, ca: Path | None = None) -> list[int]:
+    """Every operation's generated requests through ``session`` (trusting the
+    CA ``ca`` over TLS); their statuses."""
+    document = session.get(f'{base_url}/openapi.json', timeout=30).json()
     schema = schemathesis.openapi.from_dict(document)
-    schema.config.update(base_url=BASE_URL)
+    schema.config.update(base_url=base_url, tls_verify=str(ca) if ca else None)
     # A generated body past api.max_body_bytes is rightly refused with 413.
     schema.config.checks.negative_data_rejection.expected_statuses.append('413')
     # What JSON Schema cannot say: a phrase must hold a word, an entity name
@@ -110,5 +117,30 @@ def test_generated_requests_conform_and_never_fail(session: requests.Session) ->
     assert len(operations) >= 25
     for operation in operations:
         exercise(operation)
+    # Shown with pytest -s (scripts/bench api --fuzz).
+    print(
+        f'{base_url}: {len(sent)} requests, {len(operations)} operations,'
+        f' statuses {dict(sorted(Counter(sent).items()))}'
+    )
+    return sent
+
+
+def test_generated_requests_conform_and_never_fail(
+    unix_session: requests.Session,
+) -> None:
+    sent = fuzz(unix_session, BASE_URL)
     assert len(sent) >= 2000, len(sent)
+    assert all(status < 500 for status in sent)
+
+
+def test_generated_requests_over_tls_with_a_token(sdir: Path, make_jameyd: Any) -> None:
+    site = start_site(sdir, make_jameyd)
+    token = site.token('fuzzer', 'admin')['token']
+    with requests.Session() as session:
+        # Not the machine's CA bundle (REQUESTS_CA_BUNDLE would win): the test CA.
+        session.trust_env = False
+        session.verify = str(site.ca.cert_file)
+        session.headers['Authorization'] = f'Bearer {token}'
+        sent = fuzz(session, f'https://localhost:{site.tls.port}', site.ca.cert_file)
+    assert len(sent) >= 3000, len(sent)
     assert all(status < 500 for status in sent)

@@ -520,6 +520,23 @@ def test_prune_and_mirrors(tmp_path: Path, database: Path, key: FileKey) -> None
     assert not missing.exists()
 
 
+def test_a_mirror_others_may_write_gets_no_copy(
+    tmp_path: Path, database: Path, key: FileKey
+) -> None:
+    """Made unsafe after the start (a disk mounted with the wrong mode): the
+    backup is made, the mirror is skipped, and that is logged."""
+    mirror = tmp_path / 'mirror'
+    mirror.mkdir()
+    vault = Vault(tmp_path / 'vault', key, mirrors=(mirror,))
+    mirror.chmod(0o777)
+    made = vault.create(database)
+    assert [b.id for b in vault.backups()[0]] == [made.id]
+    assert list(mirror.iterdir()) == []
+    mirror.chmod(0o755)
+    again = vault.create(database)
+    assert [p.stem for p in mirror.glob('*.jvault')] == [again.id]
+
+
 def test_rekey_is_atomic_and_resumable(
     tmp_path: Path, database: Path, key: FileKey
 ) -> None:

@@ -13,9 +13,7 @@ connection silently only after two minutes.
 
 import contextlib
 import logging
-import os
 import socket
-import stat
 import time
 import typing
 from pathlib import Path
@@ -38,7 +36,7 @@ from jamey.api.access import UNIX
 from jamey.api.access import Policy
 from jamey.api.problems import PROBLEM_JSON
 from jamey.api.problems import problem_body
-from jamey.errors import UnsafeDirectoryError
+from jamey.storage import refuse_if_others_write
 
 log = logging.getLogger('jamey.daemon')
 # How often the loop looks for requests that are late, while any connection
@@ -160,23 +158,6 @@ class _Wakeup(wasyncore.dispatcher):
             self.recv(512)
 
 
-def _refuse_if_others_write(directory: Path) -> None:
-    """The socket's directory must be this user's (or root's), and only theirs
-    to write: whoever else can write there can swap the socket for a symlink
-    between the bind and its chmod, and have that chmod another file.
-
-    Raises:
-        UnsafeDirectoryError: another user owns the directory or may write in it.
-    """
-    info = directory.stat()
-    if info.st_uid not in (os.geteuid(), 0) or info.st_mode & 0o022:
-        raise UnsafeDirectoryError(
-            f'the socket directory {directory} (uid {info.st_uid}, mode'
-            f' {stat.S_IMODE(info.st_mode):04o}) may be written by other users:'
-            ' give it to this user, writable by it alone'
-        )
-
-
 def _refuse_if_served(path: Path) -> None:
     """waitress unlinks a stale socket; a live one belongs to someone else."""
     if not path.exists():
@@ -225,7 +206,9 @@ class UnixListener:
             raise ListenerError(
                 f'cannot create {path.parent}: {exc.strerror}'
             ) from None
-        _refuse_if_others_write(path.parent)
+        # Whoever else can write there can swap the socket for a symlink
+        # between the bind and its chmod, and have that chmod another file.
+        refuse_if_others_write(path.parent, 'the socket directory')
         _refuse_if_served(path)
         self._map: dict[int, Any] = {}
         try:

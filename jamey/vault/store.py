@@ -31,6 +31,7 @@ from jamey.clock import iso_utc
 from jamey.errors import BackupCancelledError
 from jamey.errors import BackupNotFoundError
 from jamey.errors import PrivateKeyRequiredError
+from jamey.errors import UnsafeDirectoryError
 from jamey.errors import VaultBusyError
 from jamey.errors import VaultConfigError
 from jamey.errors import VaultError
@@ -39,6 +40,7 @@ from jamey.storage import DATABASE_NAME
 from jamey.storage import StateLock
 from jamey.storage import bundled_migrations
 from jamey.storage import private_directory
+from jamey.storage import refuse_if_others_write
 from jamey.vault import archive
 from jamey.vault.format import PREFIX_BYTES
 from jamey.vault.format import ChunkFile
@@ -418,12 +420,13 @@ class Vault:
 
     def _mirror(self, backup: Backup) -> None:
         """Copy a finished backup to each mirror; a mirror that fails (an
-        unplugged disk) is logged, never fails the backup."""
+        unplugged disk, or one that other users may write in) is logged,
+        never fails the backup."""
         for mirror in self.mirrors:
             try:
                 _copy_atomically(backup.path, mirror)
                 _prune_dir(mirror, self.policy)
-            except (OSError, VaultError) as exc:
+            except (OSError, VaultError, UnsafeDirectoryError) as exc:
                 log.warning(
                     'vault.mirror_failed',
                     extra={'mirror': str(mirror), 'error': str(exc)},
@@ -543,10 +546,15 @@ class Vault:
         thread of its own, pruning after each.
 
         Raises:
-            UnsafeDirectoryError: the vault directory belongs to another user
-                (refused now, not at the first backup hours later).
+            UnsafeDirectoryError: the vault directory belongs to another user,
+                or a mirror there now may be written by other users (refused
+                now, not at the first backup hours later; a mirror not there
+                yet, an unplugged disk, is checked at each backup).
         """
         private_directory(self.directory)
+        for mirror in self.mirrors:
+            if mirror.is_dir():
+                refuse_if_others_write(mirror, 'the vault mirror')
         self._thread = threading.Thread(
             target=self._run,
             args=(database, interval_s),
@@ -675,6 +683,7 @@ def _prune_dir(directory: Path, policy: Policy) -> list[str]:
 def _copy_atomically(source: Path, directory: Path) -> Path:
     if not directory.is_dir():
         raise VaultError(f'mirror directory {directory} does not exist')
+    refuse_if_others_write(directory, 'the vault mirror')
     final = directory / source.name
     temp = directory / f'.{source.name}{_TEMP}'
     try:
