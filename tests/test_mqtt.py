@@ -636,6 +636,70 @@ def test_no_or_a_bad_response_topic_reports_on_errors(
     assert memory_count(dev_a) == 1
 
 
+def test_replies_never_go_to_own_or_request_topics(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    """A reply there would speak for the device (its status) or come back as
+    a request: refused on errors, and the request not applied."""
+    forbidden = [
+        'jamey/dev-a/status',
+        'jamey/dev-a',
+        'jamey/dev-a/anything/below',
+        'jamey/dev-a/memory/store',
+        'jamey/fleet/conscience/evaluate',
+        'jamey/dev-b/memory/query',
+    ]
+    status_before = len(sibling.documents('jamey/dev-a/status'))
+    for topic in forbidden:
+        sibling.request(
+            STORE, envelope({'content': 'x', 'layer': 'semantic'}), token(), topic
+        )
+    found = sibling.wait_for(
+        len(forbidden), where=lambda m: m.topic == 'jamey/dev-a/errors'
+    )
+    assert {
+        (p['payload']['error'], p['payload']['reason'])
+        for p in (json.loads(m.payload) for m in found)
+    } == {('forbidden', 'reply_topic_not_allowed')}
+    assert memory_count(dev_a) == 0
+    assert len(sibling.documents('jamey/dev-a/status')) == status_before
+    _, _, health = dev_a.get('/health/detailed')
+    refused = health['checks']['mqtt']['refused']
+    assert refused['forbidden/reply_topic_not_allowed'] == len(forbidden)
+    # A sibling's own reply topic under the prefix is where replies belong.
+    answer = ask(sibling, EVALUATE, {'action': 'hello'}, reply_to=REPLIES)
+    assert answer['payload']['verdict'] == 'allow'
+
+
+def test_a_flood_of_qos0_requests_is_bounded_and_counted(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    """QoS 0 is not acknowledged, so the receive maximum does not bound it:
+    past 64 waiting, requests are dropped and counted, and the daemon goes on
+    answering."""
+    flood = 3000
+    bearer = token()
+    for n in range(flood):
+        body = envelope({'action': f'question {n} of a flood'})
+        sibling.request(EVALUATE, body, bearer, reply_to=None, qos=0)
+    # The broker may drop QoS 0 messages too: wait until the counts settle.
+    seen = None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        _, _, health = dev_a.get('/health/detailed')
+        mqtt = health['checks']['mqtt']
+        counts = (mqtt['answered'], mqtt['refused'].get('overloaded/qos0_dropped', 0))
+        if counts == seen:
+            break
+        seen = counts
+    answered, dropped = counts
+    assert dropped > 0, mqtt
+    assert answered >= 64, mqtt
+    assert answered + dropped <= flood, mqtt
+    assert ask(sibling, EVALUATE, {'action': 'hello'})['payload']['verdict'] == 'allow'
+
+
 def test_heartbeat_arrives_at_its_interval(
     broker: Broker, sibling: Sibling, sdir: Path
 ) -> None:

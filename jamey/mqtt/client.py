@@ -57,6 +57,9 @@ KEEPALIVE_S = 30
 SESSION_EXPIRY_S = 3600
 # Requests the broker may send before one is acknowledged: bounds the queue.
 RECEIVE_MAXIMUM = 64
+# QoS 0 requests are not acknowledged, so the receive maximum does not bound
+# them: at most this many wait; more are dropped (counted, as QoS 0 allows).
+QOS0_WAITING_MAX = 64
 WORKERS = 2
 TICK_S = 1.0
 ACK_BATCH_S = 0.05
@@ -118,6 +121,7 @@ class Bridge:
         self._work: queue.Queue[tuple[paho.Client, paho.MQTTMessage] | None] = (
             queue.Queue()
         )
+        self._qos0_waiting = threading.Semaphore(QOS0_WAITING_MAX)
         self._wake = threading.Condition()
         self._events: collections.deque[tuple[Any, ...]] = collections.deque()
         self._stopping = False
@@ -459,11 +463,16 @@ class Bridge:
     def _receive(
         self, client: paho.Client, userdata: Any, message: paho.MQTTMessage
     ) -> None:
+        if message.qos == 0 and not self._qos0_waiting.acquire(blocking=False):
+            self.refused['overloaded/qos0_dropped'] += 1
+            return
         self._work.put((client, message))
 
     def _serve_requests(self) -> None:
         while (item := self._work.get()) is not None:
             client, message = item
+            if message.qos == 0:
+                self._qos0_waiting.release()
             try:
                 self._handle(message)
             except Exception:
@@ -500,10 +509,13 @@ class Bridge:
         except RefusedError as refused:
             self._refuse(refused, request_id, reply_to, correlation, message.topic)
 
-    @staticmethod
-    def _reply_topic(properties: Any) -> str | None:
+    def _reply_topic(self, properties: Any) -> str | None:
         value = getattr(properties, 'ResponseTopic', None)
-        return None if value is None else response_topic(value)
+        if value is None:
+            return None
+        topic = response_topic(value)
+        self.topics.refuse_as_reply_topic(topic)
+        return topic
 
     def _apply(
         self,

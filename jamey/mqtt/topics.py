@@ -18,6 +18,7 @@ class Topics:
     """Every topic one device publishes to or subscribes to."""
 
     def __init__(self, prefix: str, device_id: str) -> None:
+        self.prefix = prefix
         self.device = f'{prefix}/{device_id}'
         self.fleet = f'{prefix}/{FLEET}'
         self.status = f'{self.device}/status'
@@ -38,6 +39,25 @@ class Topics:
             if rest in REQUESTS:
                 return rest
         return None
+
+    def refuse_as_reply_topic(self, topic: str) -> None:
+        """A requester may not have replies sent to this device's own topics
+        (its status, its errors, its requests) nor to any device's request
+        topic, the fleet's too: a reply there would speak for this device,
+        or come back as a request, round and round.
+
+        Raises:
+            RefusedError: ``forbidden`` with reason ``reply_topic_not_allowed``.
+        """
+        own = topic == self.device or topic.startswith(f'{self.device}/')
+        under_prefix = topic.startswith(f'{self.prefix}/')
+        _, _, request = topic[len(self.prefix) + 1 :].partition('/')
+        if own or (under_prefix and request in REQUESTS):
+            raise RefusedError(
+                'forbidden',
+                'reply_topic_not_allowed',
+                "Replies may not go to this device's own topics or to request topics.",
+            )
 
 
 def covers(pattern: str, topic: str) -> bool:
