@@ -129,6 +129,13 @@ class BackupNotFoundError(VaultError):
     code = 'backup_not_found'
 
 
+class ForeignBackupError(VaultError):
+    """The backup was made by another device; restoring it here needs the
+    operator to say so (``--from-device``)."""
+
+    code = 'foreign_backup'
+
+
 class NotABackupError(VaultError):
     """The file does not start like a Jamey backup, or of a newer format."""
 

@@ -21,6 +21,7 @@ from jamey.errors import BackupNotFoundError
 from jamey.errors import ChunksReorderedError
 from jamey.errors import ChunkTamperedError
 from jamey.errors import ConfigError
+from jamey.errors import ForeignBackupError
 from jamey.errors import HeaderDamagedError
 from jamey.errors import HeaderTamperedError
 from jamey.errors import NotABackupError
@@ -416,6 +417,55 @@ def test_restore_of_a_damaged_backup_changes_nothing(
         'jamey.db',
         'jamey.lock',
     ]
+
+
+def test_restore_refuses_another_devices_backup_unless_told(
+    tmp_path: Path, key: FileKey
+) -> None:
+    """A fleet may share one key: a backup of dev-b restores on dev-a only
+    with --from-device dev-b, and nothing changes before that."""
+    database = make_database(tmp_path / 'b' / 'jamey.db', rows=5)
+    conf = tmp_path / 'jamey.toml'
+    conf.write_text('[mqtt]\ndevice_id = "dev-b"\n')
+    made = make_vault(tmp_path, key, device='dev-b', config_file=conf).create(database)
+    here = make_vault(tmp_path, key, device='dev-a')
+    assert here.verify(made.id)['device'] == 'dev-b'
+    state = tmp_path / 'a'
+    own = make_database(state / 'jamey.db', rows=1)
+    before = own.read_bytes()
+    mine = tmp_path / 'dev-a.toml'
+    mine.write_text('[mqtt]\ndevice_id = "dev-a"\n')
+    with pytest.raises(
+        ForeignBackupError, match=r"device 'dev-b'.*--from-device dev-b"
+    ):
+        here.restore(made.id, state, (), mine)
+    with pytest.raises(ForeignBackupError):
+        here.restore(made.id, state, (), mine, from_device='dev-c')
+    assert own.read_bytes() == before
+    assert mine.read_text() == '[mqtt]\ndevice_id = "dev-a"\n'
+    assert sorted(p.name for p in state.iterdir()) == ['jamey.db', 'jamey.lock']
+    report = here.restore(made.id, state, (), mine, from_device='dev-b')
+    assert report['device'] == 'dev-b'
+    assert mine.read_text() == '[mqtt]\ndevice_id = "dev-b"\n'
+    # The device that made it restores it without being told.
+    own_vault = make_vault(tmp_path, key, device='dev-b')
+    assert own_vault.restore(made.id, state)['device'] == 'dev-b'
+
+
+def test_a_backup_made_before_backups_named_their_device_restores(
+    tmp_path: Path, database: Path, key: FileKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = archive.write_payload
+
+    def unnamed(out: Any, source: Path, config: Any, manifest: Any, check: Any) -> Any:
+        return write(out, source, config, {'backup_id': manifest['backup_id']}, check)
+
+    monkeypatch.setattr(archive, 'write_payload', unnamed)
+    made = make_vault(tmp_path, key, device='dev-b').create(database)
+    monkeypatch.undo()
+    here = make_vault(tmp_path, key, device='dev-a')
+    report = here.restore(made.id, tmp_path / 'a')
+    assert report['device'] is None
 
 
 def test_restore_refuses_a_newer_schema(

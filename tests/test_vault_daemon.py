@@ -291,6 +291,37 @@ def test_round_trip_through_an_offline_restore(make_jameyd: Any, sdir: Path) -> 
     assert 'index rebuilt' in health['checks']['memory_index']['warning']
 
 
+def test_jameyctl_restores_another_devices_backup_only_with_from_device(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    """dev-b's backup in a vault dev-a shares (one key, one mirror disk)."""
+    shared = sdir / 'shared-vault'
+    env = vault_env(sdir, JAMEY_VAULT_DIR=str(shared))
+    daemon = make_jameyd(env={**env, 'JAMEY_MQTT_DEVICE_ID': 'dev-b'}).start()
+    status, made = call(daemon, 'POST', '/vault/backups')
+    assert status == 201
+    daemon.stop()
+    cli_env = {
+        **env,
+        'JAMEY_MQTT_DEVICE_ID': 'dev-a',
+        'JAMEY_STORAGE_STATE_DIR': str(sdir / 'dev-a'),
+    }
+    verified = run_cli('--json', 'vault', 'verify', made['id'], env=cli_env)
+    assert json.loads(verified.stdout)['device'] == 'dev-b'
+    refused = run_cli('--json', 'vault', 'restore', made['id'], '--yes', env=cli_env)
+    assert refused.returncode == 1
+    problem = json.loads(refused.stdout)
+    assert (problem['ok'], problem['code']) == (False, 'foreign_backup')
+    assert '--from-device dev-b' in problem['detail']
+    assert not (sdir / 'dev-a' / 'jamey.db').exists()
+    restored = run_cli(
+        'vault', 'restore', made['id'], '--yes', '--from-device', 'dev-b', env=cli_env
+    )
+    assert restored.returncode == 0, restored.stderr
+    assert 'made by device dev-b' in restored.stdout
+    assert tables(sdir / 'dev-a' / 'jamey.db') == tables(daemon.state_dir / 'jamey.db')
+
+
 def test_writes_continue_during_a_backup(make_jameyd: Any, sdir: Path) -> None:
     """The daemon keeps serving writes while it backs up; the snapshot holds
     a counter table and its total as of one moment."""

@@ -92,6 +92,11 @@ SCHEMAS: dict[str, Any] = {
             'chunks': {'type': 'integer'},
             'schema_version': {'type': 'integer'},
             'source_version': {'type': ['string', 'null']},
+            'device': {
+                'type': ['string', 'null'],
+                'description': 'the device that made it (mqtt.device_id); null'
+                ' for a backup made before backups named their device',
+            },
             'components': {
                 'type': 'array',
                 'items': {

@@ -156,8 +156,11 @@ def cmd_restore(args: argparse.Namespace, ctx: Context) -> int:
         (state_dir / INDEX_DIR,),
         ctx.config_file,
         _private_key(args, ctx.environ),
+        args.from_device,
     )
     lines = [f'♻️  restored {report["id"]} into {state_dir}']
+    if report['device'] is not None and report['device'] != ctx.vault.device:
+        lines.append(f'  made by device {report["device"]}')
     if report['previous_database']:
         lines.append(f'  previous database kept as {report["previous_database"]}')
     if report['config_restored']:
@@ -261,6 +264,12 @@ def register(commands: Any) -> None:
     )
     restore.add_argument('id')
     restore.add_argument('--yes', action='store_true', help='yes, replace it')
+    restore.add_argument(
+        '--from-device',
+        metavar='DEVICE',
+        help='restore a backup that device DEVICE made (its state and config'
+        " replace this device's)",
+    )
     _with_config(restore)
     _with_private_key(restore)
     restore.set_defaults(offline=offline(cmd_restore))

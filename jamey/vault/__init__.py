@@ -93,4 +93,5 @@ def open_vault(
         Policy(vault.keep_last, vault.keep_daily, vault.keep_weekly),
         tuple(Path(m) for m in vault.mirror_dirs),
         config_file,
+        device=settings.mqtt.device_id,
     )

@@ -30,6 +30,8 @@ import apsw
 from jamey.clock import iso_utc
 from jamey.errors import BackupCancelledError
 from jamey.errors import BackupNotFoundError
+from jamey.errors import ForeignBackupError
+from jamey.errors import PayloadError
 from jamey.errors import PrivateKeyRequiredError
 from jamey.errors import UnsafeDirectoryError
 from jamey.errors import VaultBusyError
@@ -218,8 +220,12 @@ class Vault:
         mirrors: tuple[Path, ...] = (),
         config_file: Path | None = None,
         clock: Callable[[], float] = time.time,
+        device: str = 'jamey',
     ) -> None:
         self.directory = directory
+        # The device's id (mqtt.device_id): each backup's manifest names it,
+        # and a restore here refuses another device's unless told to.
+        self.device = device
         self.keyring = keyring
         self.cipher = cipher
         self.policy = policy
@@ -361,7 +367,7 @@ class Vault:
         final = self.directory / f'{header.id}{SUFFIX}'
         temp = self.directory / f'.{header.id}{SUFFIX}{_TEMP}'
         config = self._config_bytes()
-        manifest = {'backup_id': header.id}
+        manifest = {'backup_id': header.id, 'device': self.device}
         try:
             _seal_file(
                 temp,
@@ -448,6 +454,7 @@ class Vault:
         derived: tuple[Path, ...] = (),
         config_target: Path | None = None,
         keyring: Keyring | None = None,
+        from_device: str | None = None,
     ) -> dict[str, Any]:
         """Replace the database by a backup's snapshot, with jameyd stopped.
 
@@ -455,17 +462,21 @@ class Vault:
         first; only then is the current database (and its WAL) moved aside
         and the snapshot renamed into place. ``derived`` (the search index)
         is removed, to be rebuilt from the restored database at the next
-        start.
+        start. A backup another device made (the same key can be shared by
+        a fleet) is restored only when ``from_device`` names that device;
+        one made before backups named their device is restored as this
+        device's.
 
         Raises:
             StateLockedError: jameyd is running on ``state_dir``.
+            ForeignBackupError: another device made it; nothing was changed.
             VaultError: the backup is not sound; nothing was changed.
         """
         backup = self.find(backup_id)
         lock = StateLock(private_directory(state_dir))
         try:
             return self._restore_locked(
-                backup, state_dir, derived, config_target, keyring
+                backup, state_dir, derived, config_target, keyring, from_device
             )
         finally:
             lock.release()
@@ -477,11 +488,13 @@ class Vault:
         derived: tuple[Path, ...],
         config_target: Path | None,
         keyring: Keyring | None,
+        from_device: str | None,
     ) -> dict[str, Any]:
         temp = state_dir / f'.restore-{backup.id}{_TEMP}'
         try:
             report = self._decrypt(backup, temp, keyring)
             _refuse_newer(report['schema_version'])
+            self._refuse_foreign(report['device'], from_device)
             _fsync_file(temp)
             database = state_dir / DATABASE_NAME
             stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(self._clock()))
@@ -499,6 +512,15 @@ class Vault:
             report['previous_config'] = _replace_file(config_target, config, stamp)
             report['config_restored'] = str(config_target)
         return report
+
+    def _refuse_foreign(self, origin: str | None, from_device: str | None) -> None:
+        if origin is None or origin in (self.device, from_device):
+            return
+        raise ForeignBackupError(
+            f'the backup was made by device {origin!r}, and this is {self.device!r}:'
+            f" restoring it replaces this device's state and config with that"
+            f" device's; to do so, pass --from-device {origin}"
+        )
 
     def rekey(self, new: Keyring, old: Keyring | None = None) -> list[dict[str, str]]:
         """Re-encrypt every backup (here and in the mirrors) to ``new``.
@@ -607,9 +629,18 @@ def _report(
         'chunks': reader.count,
         'schema_version': version,
         'source_version': payload.manifest.get('source_version'),
+        'device': _device(payload.manifest),
         'components': payload.manifest['components'],
         'config': payload.config,
     }
+
+
+def _device(manifest: dict[str, Any]) -> str | None:
+    """The device a manifest names; None for one made before they did."""
+    device = manifest.get('device')
+    if device is not None and not isinstance(device, str):
+        raise PayloadError('the manifest names its device wrongly')
+    return device
 
 
 def _seal_file(
