@@ -18,6 +18,7 @@ time from a broker restart to jameyd subscribed again (its new retained
 """
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -113,9 +114,12 @@ class Requester:
         properties = Properties(PacketTypes.PUBLISH)
         properties.ResponseTopic = REPLIES
         properties.CorrelationData = correlation
-        properties.UserProperty = [('authorization', f'Bearer {self.bearer}')]
+        body = envelope(ACTION)
+        # A token per request, as mqtt.bind_tokens wants (an HS256 signature).
+        bearer = self.bearer.bound(json.loads(body)['message_id'])
+        properties.UserProperty = [('authorization', f'Bearer {bearer}')]
         self.sent[correlation] = time.perf_counter()
-        self.mqtt.publish(self.topic, envelope(ACTION), qos=1, properties=properties)
+        self.mqtt.publish(self.topic, body, qos=1, properties=properties)
 
     def _reply(self, c: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
         started = self.sent.pop(message.properties.CorrelationData, None)

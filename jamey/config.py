@@ -604,6 +604,11 @@ class MqttSettings:
         'Public keys (PEM, Ed25519 or P-256) of the fleet for request tokens',
         optional=True,
     )
+    bind_tokens: bool = setting(
+        True,
+        'A request token must name its message (claim message_id) and expire'
+        ' within 10 minutes, so a captured one cannot carry another request',
+    )
     heartbeat_s: int = setting(
         60, 'Interval of the heartbeat (s; 0: none)', minimum=0, maximum=86_400
     )

@@ -154,6 +154,22 @@ class Broker:
         }
 
 
+class Token(str):
+    """A signed request token that can be signed again for one message: what
+    a sibling does for each request (``mqtt.bind_tokens``). ``Sibling.request``
+    binds it to the envelope it sends, unless the claims name a message."""
+
+    claims: dict[str, Any]
+    key: Any
+    algorithm: str
+
+    def bound(self, message_id: str) -> str:
+        if 'message_id' in self.claims:
+            return str(self)
+        claims = {**self.claims, 'message_id': message_id}
+        return jwt.encode(claims, self.key, algorithm=self.algorithm)
+
+
 def token(
     aud: str = 'dev-a',
     permissions: Any = ('jamey/#',),
@@ -161,7 +177,7 @@ def token(
     key: Any = SECRET,
     algorithm: str = 'HS256',
     **claims: Any,
-) -> str:
+) -> Token:
     body = {
         'sub': 'sibling',
         'aud': aud,
@@ -171,7 +187,18 @@ def token(
         else permissions,
         **claims,
     }
-    return jwt.encode(body, key, algorithm=algorithm)
+    signed = Token(jwt.encode(body, key, algorithm=algorithm))
+    signed.claims, signed.key, signed.algorithm = body, key, algorithm
+    return signed
+
+
+def message_id_of(body: bytes) -> str | None:
+    """The message_id of an envelope; None if it has none or is not one."""
+    try:
+        found = json.loads(body).get('message_id')
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    return found if isinstance(found, str) else None
 
 
 def envelope(payload: Any, message_id: str | None = None) -> bytes:
@@ -243,6 +270,9 @@ class Sibling:
         if correlation is not None:
             properties.CorrelationData = correlation
         users = list(extra)
+        message_id = message_id_of(body)
+        if isinstance(bearer, Token) and message_id is not None:
+            bearer = bearer.bound(message_id)
         if bearer is not None:
             users.append(('authorization', f'Bearer {bearer}'))
         if users:

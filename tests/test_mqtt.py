@@ -343,7 +343,7 @@ def test_evaluate_with_mosquitto_pub_answers_what_the_api_answers(
             'publish',
             'user-property',
             'authorization',
-            f'Bearer {token()}',
+            f'Bearer {token().bound("pub-1")}',
             '-D',
             'publish',
             'response-topic',
@@ -471,6 +471,54 @@ def test_requests_without_a_valid_token_are_refused_and_not_executed(
     assert refused['invalid_token/missing'] == 1
     assert refused['forbidden/not_permitted'] == 2
     assert sum(refused.values()) == len(cases)
+
+
+def test_a_captured_token_cannot_carry_another_request(
+    dev_a: Jameyd, sibling: Sibling
+) -> None:
+    """mqtt.bind_tokens: a token names its message and expires before the
+    device forgets that message, so replaying it gets only the first reply."""
+    first = envelope({'content': 'the sender meant this', 'layer': 'semantic'})
+    captured = token().bound(json.loads(first)['message_id'])
+
+    def answer_to(correlation: bytes) -> Any:
+        return sibling.wait_for(
+            1,
+            where=lambda m: (
+                getattr(m.properties, 'CorrelationData', None) == correlation
+            ),
+        )[0]
+
+    sibling.request(STORE, first, captured, correlation=b'original')
+    original = answer_to(b'original')
+    assert 'id' in json.loads(original.payload)['payload']
+    # The same token on a request of the attacker's own: refused.
+    forged = {'content': 'the attacker wrote this', 'layer': 'semantic'}
+    reply = ask(sibling, STORE, forged, captured)
+    assert (reply['payload']['error'], reply['payload']['reason']) == (
+        'invalid_token',
+        'not_bound',
+    )
+    # Replayed whole, with its own message: the first reply, applied once.
+    sibling.request(STORE, first, captured, correlation=b'replayed')
+    replayed = answer_to(b'replayed')
+    assert json.loads(replayed.payload) == json.loads(original.payload)
+    assert memory_count(dev_a) == 1
+    # A token that outlives the device's memory of its message is refused.
+    lasting = ask(sibling, EVALUATE, {'action': 'hello'}, token(exp_in=3600))
+    assert lasting['payload']['reason'] == 'too_long_lived'
+
+
+def test_unbound_tokens_are_accepted_with_bind_tokens_off(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    daemon = start_jameyd(sdir, broker, JAMEY_MQTT_BIND_TOKENS='false')
+    online(sibling, 'dev-a')
+    reusable = str(token(exp_in=3600))  # a plain string: never bound
+    for n in range(2):
+        reply = ask(sibling, STORE, {'content': f'm{n}', 'layer': 'semantic'}, reusable)
+        assert 'id' in reply['payload'], reply
+    assert memory_count(daemon) == 2
 
 
 def test_a_bearer_sent_twice_or_without_the_scheme_is_malformed(
@@ -982,7 +1030,9 @@ def test_a_retained_request_is_not_replayed_at_the_next_subscribe(
     body = envelope({'content': 'kept once', 'layer': 'semantic'}, 'retained-1')
     properties = Properties(PacketTypes.PUBLISH)
     properties.ResponseTopic = REPLIES
-    properties.UserProperty = [('authorization', f'Bearer {token()}')]
+    properties.UserProperty = [
+        ('authorization', f'Bearer {token().bound("retained-1")}')
+    ]
     sibling.client.publish(
         STORE, body, qos=1, retain=True, properties=properties
     ).wait_for_publish(10)

@@ -70,7 +70,9 @@ def bridge(
         topics=Topics(mqtt.prefix, mqtt.device_id),
         tls=tls_context(mqtt, environ),
         login=Login(mqtt, environ),
-        verifier=Verifier(keys, audiences, settings.auth.jwt_leeway_s),
+        verifier=Verifier(
+            keys, audiences, settings.auth.jwt_leeway_s, mqtt.bind_tokens
+        ),
         db=db,
         handlers=handlers(conscience, soul, memories, audit),
         heartbeat_s=mqtt.heartbeat_s,

@@ -503,6 +503,7 @@ class Bridge:
             claims = self.verifier.claims(_authorization(properties), message.topic)
             request = parse_request(message.payload)
             request_id = request.message_id
+            self.verifier.check_bound(claims, request_id)
             self._apply(
                 kind, request.payload, request_id, claims, reply_to, correlation
             )

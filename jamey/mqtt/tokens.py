@@ -17,6 +17,7 @@ from jamey import jwts
 from jamey.errors import ConfigError
 from jamey.errors import RefusedError
 from jamey.jwts import TrustedKey
+from jamey.mqtt.outbox import REMEMBER_S
 from jamey.mqtt.topics import covers
 
 MAX_PERMISSIONS = 64
@@ -51,12 +52,41 @@ class Verifier:
     """Checks the ``authorization`` of a request against the fleet keys."""
 
     def __init__(
-        self, keys: list[TrustedKey], audiences: list[str], leeway_s: float
+        self,
+        keys: list[TrustedKey],
+        audiences: list[str],
+        leeway_s: float,
+        bind: bool = True,
     ) -> None:
         self.keys = keys
         self.audiences = audiences
         self.leeway_s = leeway_s
+        self.bind = bind
         self._verified = jwts.VerifiedTokens(CACHED_TOKENS)
+
+    def check_bound(self, claims: dict[str, Any], message_id: str) -> None:
+        """With ``bind``, a token carries one message only: it names the
+        message's id, and it expires before this device forgets that id (a
+        redelivery within that time gets the first reply, never applied
+        again), so a captured token cannot carry a request of its own.
+
+        Raises:
+            RefusedError: ``invalid_token`` with reason ``not_bound`` (no or
+                another ``message_id`` claim) or ``too_long_lived``.
+        """
+        if not self.bind:
+            return
+        if claims.get('message_id') != message_id:
+            raise _invalid(
+                'not_bound',
+                "The token must name this request's message_id in its"
+                ' message_id claim.',
+            )
+        if float(claims['exp']) - time.time() > REMEMBER_S + self.leeway_s:
+            raise _invalid(
+                'too_long_lived',
+                f'A request token may expire at most {REMEMBER_S} s from now.',
+            )
 
     def claims(self, authorization: str | None, topic: str) -> dict[str, Any]:
         """The verified claims of a request that may use ``topic``.
