@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import apsw
+import falcon
+import falcon.testing
 import jwt
 import pytest
 from certs import Authority
@@ -34,6 +36,7 @@ from jamey.access import JwtVerifier
 from jamey.access import Principal
 from jamey.access import Scope
 from jamey.access import load_jwt_keys
+from jamey.api.access import RoutedOnce
 from jamey.errors import ConfigError
 from jamey.jwts import TrustedKey
 
@@ -377,6 +380,18 @@ def test_an_unknown_path_is_refused_to_a_stranger_like_a_known_one(
     # A token that may read the OpenAPI document may learn a path is not there.
     status, _, problem = site.tls.request('GET', '/no-such-path', site.jwt('read'))
     assert (status, problem['code']) == (404, 'not_found')
+
+
+def test_a_request_is_routed_once() -> None:
+    """Falcon's lookup takes the route Access found for the same path."""
+    router = RoutedOnce()
+    router.add_route('/memories/{id}', object())
+    req = falcon.testing.create_req(path='/memories/7')
+    found = router.find('/memories/7', req)
+    assert found is not None and found[2] == {'id': '7'}
+    assert router.find('/memories/7', req) is found
+    other = router.find('/memories/8', req)
+    assert other is not None and other[2] == {'id': '8'}
 
 
 def test_unknown_paths_and_refused_preflights_are_rate_limited(

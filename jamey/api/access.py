@@ -44,6 +44,8 @@ SECURITY_HEADERS = (
 _CORS_METHODS = 'GET, POST, PUT, DELETE'
 _CORS_HEADERS = 'Authorization, Content-Type, X-Request-ID'
 _BUCKETS_KEPT = 10_000
+# Where Access leaves the route it found: (path, what the router found).
+_FOUND = 'found_route'
 
 
 class Route(NamedTuple):
@@ -129,6 +131,25 @@ def preflight(req: falcon.Request) -> bool:
     )
 
 
+class RoutedOnce(CompiledRouter):
+    """Falcon's router, looking a request's path up once.
+
+    Access finds the route before routing (to authorise by it); Falcon's own
+    lookup of the same path then takes what Access found.
+    """
+
+    def find(
+        self, uri: str, req: falcon.Request | None = None
+    ) -> tuple[object, dict[str, Any], dict[str, Any], str | None] | None:
+        found = None if req is None else req.context.get(_FOUND)
+        if found is not None and found[0] == uri:
+            return found[1]  # type: ignore[no-any-return]
+        result = super().find(uri, req)
+        if req is not None:
+            req.context[_FOUND] = (uri, result)
+        return result
+
+
 class Access:
     """Authenticates, rate-limits and authorises each request by its route.
 
@@ -139,7 +160,7 @@ class Access:
     """
 
     def __init__(
-        self, policy: Policy, table: dict[str, Route], router: CompiledRouter
+        self, policy: Policy, table: dict[str, Route], router: RoutedOnce
     ) -> None:
         self.policy = policy
         self.table = table

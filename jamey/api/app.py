@@ -7,7 +7,6 @@ from typing import Any
 from typing import NamedTuple
 
 import falcon
-from falcon.routing import CompiledRouter
 from prometheus_client import CollectorRegistry
 
 from jamey.access import Scope
@@ -18,6 +17,7 @@ from jamey.api.access import Cors
 from jamey.api.access import Deadline
 from jamey.api.access import Policy
 from jamey.api.access import Route
+from jamey.api.access import RoutedOnce
 from jamey.api.audit import Audit
 from jamey.api.chat import ChatResource
 from jamey.api.chat import ChatSession
@@ -129,7 +129,7 @@ def create_app(parts: Parts) -> falcon.App[falcon.Request, falcon.Response]:
     table['/openapi.json'] = Route(OpenApi(document))
     # Access finds a request's route itself, before routing: an unknown path
     # is refused to a stranger like a known one.
-    router = CompiledRouter()
+    router = RoutedOnce()
     middleware: list[Any] = [
         Metrics(metrics),
         RequestContext(),
