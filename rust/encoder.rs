@@ -8,9 +8,9 @@
 
 use std::fmt;
 
+use crate::bert::{Bert, Sizes};
+
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams, TruncationStrategy};
 
 /// Why an encoder could not be built or could not encode.
@@ -46,7 +46,7 @@ fn inference(error: candle_core::Error) -> EncoderError {
 /// A loaded encoder. Immutable: `encode` takes `&self` and may run from
 /// several threads at once.
 pub struct Encoder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     pool: rayon::ThreadPool,
     dim: usize,
@@ -64,19 +64,15 @@ impl Encoder {
         max_tokens: usize,
         threads: usize,
     ) -> Result<Self, EncoderError> {
-        let config: Config =
-            serde_json::from_str(config).map_err(|e| EncoderError::Config(e.to_string()))?;
-        let dim = config.hidden_size;
-        if max_tokens < 2 || max_tokens > config.max_position_embeddings {
+        let sizes = Sizes::parse(config)?;
+        let dim = sizes.hidden;
+        if max_tokens < 2 || max_tokens > sizes.max_positions {
             return Err(EncoderError::Config(format!(
                 "max_tokens {max_tokens} is outside 2..={}",
-                config.max_position_embeddings
+                sizes.max_positions
             )));
         }
-        let vb = VarBuilder::from_slice_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| EncoderError::Weights(e.to_string()))?;
-        let model =
-            BertModel::load(vb, &config).map_err(|e| EncoderError::Weights(e.to_string()))?;
+        let model = Bert::load(weights, sizes)?;
         let mut tokenizer =
             Tokenizer::from_bytes(tokenizer).map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
         tokenizer
@@ -145,14 +141,12 @@ impl Encoder {
             ids.extend_from_slice(encoding.get_ids());
             mask.extend_from_slice(encoding.get_attention_mask());
         }
-        let device = Device::Cpu;
-        let ids = Tensor::from_vec(ids, (rows, width), &device).map_err(inference)?;
-        let mask = Tensor::from_vec(mask, (rows, width), &device).map_err(inference)?;
-        let types = ids.zeros_like().map_err(inference)?;
+        let padded = mask.contains(&0);
         let hidden = self
             .model
-            .forward(&ids, &types, Some(&mask))
+            .forward(&ids, rows, width, padded.then_some(mask.as_slice()))
             .map_err(inference)?;
+        let mask = Tensor::from_vec(mask, (rows, width), &Device::Cpu).map_err(inference)?;
         mean_pooled_unit(&hidden, &mask).map_err(inference)
     }
 }

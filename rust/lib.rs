@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod bert;
 mod encoder;
 mod error;
 mod meaning;

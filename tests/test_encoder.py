@@ -10,6 +10,7 @@ import math
 import threading
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -131,3 +132,26 @@ def test_the_core_refuses_weights_that_do_not_fit() -> None:
         Encoder(b'not safetensors', config, tokenizer)
     with pytest.raises(EncoderError, match='configuration is not usable'):
         Encoder(b'', '{"hidden_size": "wide"}', tokenizer)
+
+
+@pytest.mark.parametrize(
+    ('change', 'refusal'),
+    [
+        ({'hidden_act': 'gelu_new'}, 'hidden_act is not gelu'),
+        ({'position_embedding_type': 'relative_key'}, 'position_embedding_type'),
+        ({'num_attention_heads': 7}, 'not a multiple of num_attention_heads'),
+        ({'intermediate_size': -1}, 'intermediate_size is missing or not a positive'),
+        ({'num_hidden_layers': 7}, r'encoder\.layer\.6\.\S+ is missing'),
+        ({'intermediate_size': 1024}, r'intermediate\.dense\.weight has shape'),
+    ],
+)
+def test_the_core_refuses_a_configuration_it_does_not_compute(
+    change: dict[str, Any], refusal: str
+) -> None:
+    """What the forward pass does not compute, or the weights lack, is refused."""
+    with zipfile.ZipFile(encoder.archive_path()) as archive:
+        config = json.loads(archive.read('config.json'))
+        tokenizer = archive.read('tokenizer.json')
+        weights = archive.read('model.safetensors')
+    with pytest.raises(EncoderError, match=refusal):
+        Encoder(weights, json.dumps(config | change), tokenizer)
