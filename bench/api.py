@@ -279,6 +279,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--clients', type=int, default=50)
     parser.add_argument('--seconds', type=float, default=60.0)
+    parser.add_argument(
+        '--meaning',
+        choices=('required', 'off'),
+        default='required',
+        help='conscience.meaning: off times the listener without the encoder',
+    )
     parser.add_argument('--fuzz', action='store_true', help='schemathesis instead')
     parser.add_argument('--examples', type=int, default=1000, help='with --fuzz')
     args = parser.parse_args()
@@ -300,6 +306,7 @@ def main() -> None:
             JAMEY_TLS_CONNECTION_LIMIT='256',
             JAMEY_TLS_CONNECTIONS_PER_PEER='256',
             JAMEY_LOG_LEVEL='warning',
+            JAMEY_CONSCIENCE_MEANING=args.meaning,
         )
         _, proc = start_until_ready([str(BIN / 'jameyd')], env, root)
         try:
@@ -353,7 +360,8 @@ def run(args: argparse.Namespace, sock: Path, port: int, cert: Path, pid: int) -
         return UnixConnection(sock, 30)
 
     print(f'{args.clients} clients, {args.seconds:.0f} s each:'
-          ' 40% evaluate, 30% store, 30% search')  # fmt: skip
+          ' 40% evaluate, 30% store, 30% search;'
+          f' conscience.meaning = {args.meaning}')  # fmt: skip
     print('over TLS, with a token')
     quiet_rate, quiet_p99 = load(tls, bearer, args.clients, args.seconds, pid)
     print('over TLS, with 64 silent and 32 slow connections held open by strangers')
