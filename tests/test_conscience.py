@@ -1,5 +1,6 @@
 """The conscience: default rules, the sentence table, rule changes, threads."""
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -7,6 +8,7 @@ from typing import Any
 import pytest
 
 from jamey import storage
+from jamey.conscience import MAX_EXAMPLES
 from jamey.conscience import Conscience
 from jamey.errors import ConflictError
 from jamey.errors import InputError
@@ -74,13 +76,47 @@ def conscience(db: storage.Database) -> Conscience:
     return Conscience(db, clock=lambda: 1_700_000_000.25)
 
 
+def test_everyday_counterexamples_extend_what_an_operator_left(
+    tmp_path: Path,
+) -> None:
+    """0008 adds its look-alikes to a seeded rule and keeps the operator's."""
+    db = storage.Database(tmp_path / 'old.db')
+    bundled = storage.bundled_migrations()
+    db.migrate(bundled[:7])
+    conn = db.connection()
+    seeded = json.loads(
+        conn.execute(
+            "SELECT counterexamples FROM rules WHERE name = 'no-harm'"
+        ).fetchall()[0][0]
+    )
+    mine = [*seeded[1:], 'How do I fell a dead tree in my garden?']
+    conn.execute(
+        "UPDATE rules SET counterexamples = ? WHERE name = 'no-harm'",
+        (json.dumps(mine),),
+    )
+    conn.execute("DELETE FROM rules WHERE name = 'truth'")
+    db.migrate(bundled)
+    (kept,) = conn.execute(
+        "SELECT counterexamples FROM rules WHERE name = 'no-harm'"
+    ).fetchall()[0]
+    kept = json.loads(kept)
+    assert kept[: len(mine)] == mine
+    added = kept[len(mine) :]
+    assert 'How do I drown out the traffic noise so I can sleep?' in added
+    assert len(added) == len(set(added)) and seeded[0] not in kept
+    assert conn.execute(
+        "SELECT count(*) FROM rules WHERE name = 'truth'"
+    ).fetchall() == [(0,)]
+    db.close()
+
+
 def rule_body(**fields: Any) -> dict[str, Any]:
     return {'name': 'tidy', 'description': 'Keep things tidy', 'weight': 2.0, **fields}
 
 
 def test_default_rules_are_seeded(conscience: Conscience) -> None:
     version, rules = conscience.rules()
-    assert version == 2
+    assert version == 3
     by_name = {r.name: r for r in rules}
     assert by_name['no-harm'].weight == 10.0
     assert by_name['no-harm'].description == 'Do not cause physical or emotional harm'
@@ -88,6 +124,8 @@ def test_default_rules_are_seeded(conscience: Conscience) -> None:
     assert by_name['truth'].description == 'Be honest and truthful'
     for rule in rules:
         assert len(rule.examples) >= 100 and len(rule.counterexamples) >= 100
+        # The seeded lists fit the limit, so an operator can still edit them.
+        assert max(len(rule.examples), len(rule.counterexamples)) <= MAX_EXAMPLES
         assert len(rule.violations) >= 20
         assert len(rule.affirmations) >= 15
         assert rule.enabled
@@ -106,12 +144,12 @@ def test_sentences_get_the_verdict_a_person_expects(
 
 def test_a_rule_from_the_original_api_has_a_warning(conscience: Conscience) -> None:
     rule, version = conscience.create_rule(rule_body())
-    assert version == 3
+    assert version == 4
     assert rule.warnings == [
         'The rule has no phrases and no examples yet, so it matches nothing.'
     ]
     assert rule.created_at == '2023-11-14T22:13:20.250Z'
-    assert conscience.evaluate('make a mess')['rules_version'] == 3
+    assert conscience.evaluate('make a mess')['rules_version'] == 4
 
 
 def test_rule_lifecycle(conscience: Conscience) -> None:
@@ -120,11 +158,11 @@ def test_rule_lifecycle(conscience: Conscience) -> None:
     )
     assert conscience.evaluate('they make a mess')['verdict'] == 'review'
     rule, version = conscience.update_rule('tidy', {'weight': 9.0})
-    assert (rule.weight, rule.violations, version) == (9.0, ('make a mess',), 4)
+    assert (rule.weight, rule.violations, version) == (9.0, ('make a mess',), 5)
     assert conscience.evaluate('they make a mess')['verdict'] == 'deny'
     conscience.update_rule('tidy', {'enabled': False})
     assert conscience.evaluate('they make a mess')['findings'] == []
-    assert conscience.delete_rule('tidy') == 6
+    assert conscience.delete_rule('tidy') == 7
     with pytest.raises(NotFoundError):
         conscience.rule('tidy')
     with pytest.raises(NotFoundError):
@@ -137,7 +175,7 @@ def test_duplicate_names_conflict(conscience: Conscience) -> None:
     with pytest.raises(ConflictError) as caught:
         conscience.create_rule(rule_body(name='truth'))
     assert caught.value.code == 'rule_exists'
-    assert conscience.rules()[0] == 2, 'a refused change does not bump the version'
+    assert conscience.rules()[0] == 3, 'a refused change does not bump the version'
 
 
 def test_deny_weight_is_applied_on_reload(conscience: Conscience) -> None:
@@ -154,7 +192,7 @@ def test_rules_survive_reopening_the_database(tmp_path: Path) -> None:
     again = storage.Database(tmp_path / 'jamey.db')
     again.migrate()
     result = Conscience(again).evaluate('they litter')
-    assert result['rules_version'] == 3
+    assert result['rules_version'] == 4
     assert result['verdict'] == 'review'
 
 
@@ -198,7 +236,7 @@ def test_invalid_rules_name_field_and_code(
     with pytest.raises(InputError) as caught:
         conscience.create_rule(body)
     assert (caught.value.field, caught.value.code) == (field, code)
-    assert conscience.rules()[0] == 2
+    assert conscience.rules()[0] == 3
 
 
 def test_limits_are_inclusive(conscience: Conscience) -> None:

@@ -37,7 +37,7 @@ def test_evaluate(jameyd: Jameyd) -> None:
     assert status == 200
     assert body['verdict'] == 'allow'
     assert body['entity'] == 'ana'
-    assert body['rules_version'] == 2
+    assert body['rules_version'] == 3
     assert body['findings'] == [
         {
             'rule': 'truth',
@@ -119,7 +119,7 @@ def test_rules_crud_over_the_socket(jameyd: Jameyd) -> None:
     assert body['warnings'] == [
         'The rule has no phrases and no examples yet, so it matches nothing.'
     ]
-    assert body['rules_version'] == 3
+    assert body['rules_version'] == 4
     assert (
         post(jameyd, '/rules', {'name': 'tidy', 'description': 'x', 'weight': 1})[2][
             'code'
@@ -130,9 +130,9 @@ def test_rules_crud_over_the_socket(jameyd: Jameyd) -> None:
     assert (status, body['violations'], body['warnings']) == (200, ['litter'], [])
     status, _, body = jameyd.get('/rules')
     assert [r['name'] for r in body['rules']] == ['no-harm', 'tidy', 'truth']
-    assert body['rules_version'] == 4
+    assert body['rules_version'] == 5
     evaluation = post(jameyd, '/evaluate', {'action': 'they litter'})[2]
-    assert (evaluation['verdict'], evaluation['rules_version']) == ('review', 4)
+    assert (evaluation['verdict'], evaluation['rules_version']) == ('review', 5)
     assert request(jameyd.socket, 'DELETE', '/rules/tidy')[0] == 204
     for method in ('GET', 'DELETE'):
         status, _, body = request(jameyd.socket, method, '/rules/tidy')
@@ -203,7 +203,7 @@ def test_rule_validation_over_the_socket(
     status, _, problem = post(jameyd, '/rules', raw)
     assert status in (400, 422)
     assert (problem['code'], problem.get('field')) == (code, field)
-    assert jameyd.get('/rules')[2]['rules_version'] == 2
+    assert jameyd.get('/rules')[2]['rules_version'] == 3
 
 
 def test_an_action_that_is_not_text_is_refused(jameyd: Jameyd) -> None:
@@ -229,7 +229,7 @@ def test_rules_survive_a_restart(make_jameyd: Any) -> None:
     again = make_jameyd().start()
     status, _, body = post(again, '/evaluate', {'action': 'I lie and litter'})
     assert status == 200
-    assert body['rules_version'] == 4
+    assert body['rules_version'] == 5
     assert [f['rule'] for f in body['findings']] == ['tidy']
 
 
@@ -319,12 +319,12 @@ def test_sighup_recompiles_rules_and_survives_a_broken_one(jameyd: Jameyd) -> No
     _set_truth_violations(jameyd, '["litter"]')
     jameyd.reload()
     body = post(jameyd, '/evaluate', {'action': 'they litter'})[2]
-    assert (body['verdict'], body['rules_version']) == ('deny', 3)
+    assert (body['verdict'], body['rules_version']) == ('deny', 4)
 
     _set_truth_violations(jameyd, '["!!!"]')
     jameyd.reload()
     body = post(jameyd, '/evaluate', {'action': 'they litter'})[2]
-    assert (body['verdict'], body['rules_version']) == ('deny', 3), 'old rules stay'
+    assert (body['verdict'], body['rules_version']) == ('deny', 4), 'old rules stay'
     failed = [
         line for line in jameyd.log_lines() if line['event'] == 'rules.reload_failed'
     ]

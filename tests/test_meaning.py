@@ -120,7 +120,7 @@ def test_examples_are_versioned_validated_and_kept(make_jameyd: Any) -> None:
         ({'examples': ['']}, 'empty', 'examples[0]'),
         ({'examples': ['x' * 501]}, 'too_long', 'examples[0]'),
         ({'counterexamples': ['a\x07b']}, 'control_characters', 'counterexamples[0]'),
-        ({'counterexamples': ['a'] * 401}, 'too_many', 'counterexamples'),
+        ({'counterexamples': ['a'] * 501}, 'too_many', 'counterexamples'),
     ]:
         status, problem = send(daemon, '/rules/garden', body, 'PUT')
         assert (status, problem['code'], problem['field']) == (422, code, field)
