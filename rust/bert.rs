@@ -20,6 +20,8 @@ use crate::encoder::EncoderError;
 pub struct Sizes {
     pub hidden: usize,
     pub max_positions: usize,
+    vocabulary: usize,
+    types: usize,
     heads: usize,
     layers: usize,
     intermediate: usize,
@@ -56,6 +58,8 @@ impl Sizes {
             layers: size("num_hidden_layers")?,
             intermediate: size("intermediate_size")?,
             max_positions: size("max_position_embeddings")?,
+            vocabulary: size("vocab_size")?,
+            types: size("type_vocab_size")?,
             layer_norm_eps: value
                 .get("layer_norm_eps")
                 .map_or(Some(1e-12), serde_json::Value::as_f64)
@@ -156,30 +160,26 @@ impl Bert {
             candle_core::safetensors::load_buffer(safetensors, &Device::Cpu).map_err(weights)?;
         let mut w = Weights { tensors };
         let hidden = sizes.hidden;
-        let words = w.take("embeddings.word_embeddings.weight")?;
-        if words.rank() != 2 || words.dim(1).map_err(weights)? != hidden {
-            return Err(EncoderError::Weights(format!(
-                "embeddings.word_embeddings.weight has shape {:?}, not [vocabulary, {hidden}]",
-                words.dims()
-            )));
-        }
-        let words = words.to_dtype(DType::F16).map_err(weights)?;
-        // Every text is one segment: its token type embedding is the first,
-        // added to each position's once here.
+        let words = w
+            .shaped(
+                "embeddings.word_embeddings.weight",
+                &[sizes.vocabulary, hidden],
+            )?
+            .to_dtype(DType::F16)
+            .map_err(weights)?;
         let positions = w.shaped(
             "embeddings.position_embeddings.weight",
             &[sizes.max_positions, hidden],
         )?;
-        let token_type = w.take("embeddings.token_type_embeddings.weight")?;
-        let first_type = token_type
-            .to_dtype(DType::F32)
-            .and_then(|t| t.get(0))
+        // Every text is one segment: its token type embedding is the first,
+        // added to each position's once here.
+        let first_type = w
+            .shaped(
+                "embeddings.token_type_embeddings.weight",
+                &[sizes.types, hidden],
+            )?
+            .get(0)
             .map_err(weights)?;
-        if first_type.dims() != [hidden] {
-            return Err(EncoderError::Weights(
-                "embeddings.token_type_embeddings.weight is not [types, hidden]".into(),
-            ));
-        }
         let positions = positions.broadcast_add(&first_type).map_err(weights)?;
         let embedding_norm = w.norm("embeddings.LayerNorm", &sizes)?;
         let layers = (0..sizes.layers)

@@ -143,6 +143,8 @@ def test_the_core_refuses_weights_that_do_not_fit() -> None:
         ({'intermediate_size': -1}, 'intermediate_size is missing or not a positive'),
         ({'num_hidden_layers': 7}, r'encoder\.layer\.6\.\S+ is missing'),
         ({'intermediate_size': 1024}, r'intermediate\.dense\.weight has shape'),
+        ({'vocab_size': 30000}, r'word_embeddings\.weight has shape'),
+        ({'type_vocab_size': 3}, r'token_type_embeddings\.weight has shape'),
     ],
 )
 def test_the_core_refuses_a_configuration_it_does_not_compute(
