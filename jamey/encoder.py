@@ -16,7 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
-from jamey import _core
+from jamey import _core, heap
 from jamey.errors import EncoderError
 
 MODEL_NAME = 'all-MiniLM-L6-v2'
@@ -110,6 +110,11 @@ def load(archive: Path | None = None, threads: int = 1) -> _core.Encoder:
     # short text's encoding. Its value is the parallelism candle splits work
     # into, which runs on the encoder's own pool of ``threads`` threads.
     os.environ.setdefault(RAYON_THREADS, str(threads))
-    return _core.Encoder(
+    model = _core.Encoder(
         weights, config.decode(), tokenizer, max_tokens=MAX_TOKENS, threads=threads
     )
+    # The archive's bytes and the load's copies are freed by now; glibc
+    # would keep 6-7 MB of them.
+    del weights
+    heap.release_free()
+    return model
