@@ -1,22 +1,23 @@
-//! A BERT encoder's forward pass (the architecture of all-MiniLM-L6-v2) on
-//! candle's CPU operations.
+//! A BERT encoder's forward pass (the architecture of all-MiniLM-L6-v2).
 //!
 //! It computes what Hugging Face's `BertModel` computes, in fewer operations:
 //! each layer's query, key and value projections are one matrix product, the
 //! attention scale is folded into the query weights, and the padding mask is
-//! only added when a batch has padding. The dense layers' products are
-//! jamey's own (`dense.rs`), on weights packed once at load. The word embeddings, read a row per
-//! token, are kept in half precision: they are half of the model's bytes,
-//! and the embeddings it computes stay within 1e-7 of float32's in cosine.
+//! only added when a batch has padding. The dense layers' products
+//! (`dense.rs`, on weights packed once at load), GELU and the softmax
+//! (`activations.rs`) are jamey's own; the rest runs on candle's CPU
+//! operations. The word embeddings, read a row per token, are kept in half
+//! precision: they are half of the model's bytes, and the embeddings it
+//! computes stay within 1e-7 of float32's in cosine.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::LayerNorm;
 
+use crate::activations::{gelu, softmax_rows};
 use crate::dense::Dense;
 use crate::encoder::EncoderError;
-use crate::gelu::gelu;
 
 /// The sizes of a BERT model, from its `config.json`.
 #[derive(Debug, Clone, Copy)]
@@ -299,7 +300,9 @@ impl Layer {
         if let Some(padding) = padding {
             scores = scores.broadcast_add(padding)?;
         }
-        let attention = candle_nn::ops::softmax_last_dim(&scores)?;
+        let mut attention = scores.flatten_all()?.to_vec1::<f32>()?;
+        softmax_rows(&mut attention, width);
+        let attention = Tensor::from_vec(attention, scores.shape(), scores.device())?;
         let context = attention
             .matmul(&value)?
             .transpose(1, 2)?

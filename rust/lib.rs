@@ -5,11 +5,11 @@
 
 use pyo3::prelude::*;
 
+mod activations;
 mod bert;
 mod dense;
 mod encoder;
 mod error;
-mod gelu;
 mod meaning;
 mod memory;
 mod py_encoder;
