@@ -9,8 +9,14 @@ from typing import Any
 import pytest
 from conftest import run_cli
 from model_server import ModelServer
+from mqtt_broker import Broker
+from mqtt_broker import Sibling
 from test_chat import chat
 from test_chat import llm_env
+from test_mqtt import EVALUATE
+from test_mqtt import REPLIES
+from test_mqtt import ask
+from test_mqtt import online
 from test_soul_api import call
 
 from jamey import config
@@ -396,6 +402,40 @@ def test_the_daemon_asks_its_guard_and_shows_it_in_health_and_metrics(
     assert (cleared['verdict'], cleared['layer']) == ('allow', 'guard')
     status, _, health = daemon.get('/health/detailed')
     assert health['checks']['guard']['status'] == 'ok'
+
+
+def test_mqtt_evaluations_are_judged_with_the_guard(
+    make_jameyd: Any, model: ModelServer, tmp_path: Path
+) -> None:
+    """A sibling's evaluate over a real broker gets the guard's judgement, and
+    its failure, exactly as the API gives them."""
+    broker = Broker(tmp_path).start()
+    sibling = Sibling(broker).connect(REPLIES, 'jamey/+/status')
+    try:
+        daemon = make_jameyd(
+            env={**broker.jameyd_env('dev-a'), **guard_env(model)}
+        ).start()
+        online(sibling, 'dev-a')
+        model.guard = lambda prompt: 'unsafe\nS1'
+        reply = ask(sibling, EVALUATE, {'action': HARMLESS})['payload']
+        assert (reply['verdict'], reply['layer']) == ('deny', 'guard')
+        assert reply['guard']['violated'] == ['no-harm']
+        status, direct = call(daemon, 'POST', '/evaluate', {'action': HARMLESS})
+        assert status == 200
+        for shown in (reply, direct):
+            shown.pop('decision_id')
+            shown['guard'].pop('latency_ms')
+        assert reply == direct
+        assert len(prompts(model)) == 2
+
+        model.mode = '500'
+        failed = ask(sibling, EVALUATE, {'action': HARMLESS})['payload']
+        assert (failed['verdict'], failed['layer']) == ('review', 'guard')
+        assert failed['guard']['error'] == 'model_unavailable'
+        assert metric(daemon, 'failed') == 1
+    finally:
+        sibling.close()
+        broker.stop()
 
 
 @pytest.mark.parametrize(
