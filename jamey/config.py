@@ -312,28 +312,32 @@ class GuardSettings:
         'OpenAI-compatible completions server of a guard model (empty: no guard)',
         check=_http_url,
         optional=True,
+        live=True,
     )
-    model: str = setting('', 'Model name sent to the server', optional=True)
+    model: str = setting('', 'Model name sent to the server', optional=True, live=True)
     format: str = setting(
         'llama-guard',
         "The guard model's prompt and answer: llama-guard (Llama Guard 3) or"
         ' shieldgemma',
         choices=('llama-guard', 'shieldgemma'),
+        live=True,
     )
     api_key_file: str = setting(
-        '', 'Bearer key of the server; a secret file', optional=True
+        '', 'Bearer key of the server; a secret file', optional=True, live=True
     )
     timeout_s: float = setting(
         3.0,
         'Longest wait for the guard on one evaluation (s)',
         minimum=0.05,
         maximum=60.0,
+        live=True,
     )
     when: str = setting(
         'unsure',
         'When the guard is asked: unsure (every review, and meaning near the'
         ' threshold), review (review verdicts only) or always',
         choices=('unsure', 'review', 'always'),
+        live=True,
     )
     band: float = setting(
         0.1,
@@ -341,12 +345,14 @@ class GuardSettings:
         ' is at least this far above conscience.example_threshold',
         minimum=0.0,
         maximum=0.5,
+        live=True,
     )
     on_failure: str = setting(
         'review',
         'The verdict when the guard fails or answers out of format: review,'
         ' deny, or layers (what phrases and examples decided)',
         choices=('review', 'deny', 'layers'),
+        live=True,
     )
 
 

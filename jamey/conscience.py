@@ -270,12 +270,13 @@ class Conscience:
         layer = _layer(verdict, findings, outcomes)
         cleared = {rule for rule, outcome in outcomes.items() if outcome == 'cleared'}
         guard = None
-        if self.guard is not None and compiled.categories:
+        model = self.guard  # one read: a reload may replace it
+        if model is not None and compiled.categories:
             similarities = (
                 near[1] for m in meanings for near in m[3:] if near is not None
             )
-            if self.guard.wanted(verdict, similarities, self.threshold):
-                guard, rulings = self._ask_guard(self.guard, action, compiled)
+            if model.wanted(verdict, similarities, self.threshold):
+                guard, rulings = self._ask_guard(model, action, compiled)
                 if rulings is not None:
                     score, verdict, findings, meanings = compiled.scorer.evaluate(
                         action,
@@ -285,7 +286,7 @@ class Conscience:
                     )
                     layer = LAYER_GUARD
                     cleared = {rule for rule, broken in rulings.items() if not broken}
-                elif (failed := _failed_verdict(verdict, self.guard)) != verdict:
+                elif (failed := _failed_verdict(verdict, model)) != verdict:
                     verdict, layer = failed, LAYER_GUARD
         return {
             'action': action,

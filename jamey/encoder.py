@@ -16,7 +16,8 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
-from jamey import _core, heap
+from jamey import _core
+from jamey import heap
 from jamey.errors import EncoderError
 
 MODEL_NAME = 'all-MiniLM-L6-v2'

@@ -438,6 +438,51 @@ def test_mqtt_evaluations_are_judged_with_the_guard(
         broker.stop()
 
 
+def test_sighup_puts_changed_guard_settings_in_force(
+    make_jameyd: Any, model: ModelServer, sdir: Path
+) -> None:
+    conf = sdir / 'jamey.toml'
+
+    def write(**guard: str) -> None:
+        lines = [f'{key} = "{value}"' for key, value in guard.items()]
+        conf.write_text('\n'.join(['[conscience.guard]', *lines, '']))
+
+    def evaluate() -> dict[str, Any]:
+        status, result = call(daemon, 'POST', '/evaluate', {'action': HARMLESS})
+        assert status == 200, result
+        return dict(result)
+
+    write(base_url=model.base_url, when='review')
+    daemon = make_jameyd(env={'JAMEY_CONFIG': str(conf)}).start()
+    model.guard = lambda prompt: 'unsafe\nS1'
+    assert (evaluate()['verdict'], evaluate()['guard']) == ('allow', None)
+
+    write(base_url=model.base_url, when='always')
+    daemon.reload()
+    assert any(line['event'] == 'guard.reloaded' for line in daemon.log_lines())
+    result = evaluate()
+    assert (result['verdict'], result['layer']) == ('deny', 'guard')
+
+    # A key that cannot be read keeps the guard in force as it was.
+    write(base_url=model.base_url, when='review', api_key_file='missing.key')
+    daemon.reload()
+    failed = [e for e in daemon.log_lines() if e['event'] == 'guard.reload_failed']
+    assert failed and 'conscience.guard.api_key_file' in failed[0]['error']
+    assert evaluate()['layer'] == 'guard'
+    status, _, shown = daemon.get('/health/detailed')
+    assert shown['checks']['guard']['status'] == 'ok'
+
+    # No URL: no guard is asked, and health has no guard to check.
+    write(base_url='')
+    daemon.reload()
+    asked = len(prompts(model))
+    result = evaluate()
+    assert (result['verdict'], result['guard']) == ('allow', None)
+    assert len(prompts(model)) == asked
+    status, _, shown = daemon.get('/health/detailed')
+    assert 'guard' not in shown['checks']
+
+
 @pytest.mark.parametrize(
     ('env', 'named'),
     [

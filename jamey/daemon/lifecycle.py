@@ -13,6 +13,7 @@ import signal
 import time
 from collections.abc import Callable
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -441,8 +442,11 @@ class Daemon:
         except ConfigError as exc:
             log.error('config.reload_failed', extra={'error': str(exc)})
         else:
+            guard = self.settings.conscience.guard
             self.settings, restart = config.merge_live(self.settings, loaded)
             logs.set_level(self.settings.log.level)
+            if self.settings.conscience.guard != guard:
+                self._replace_guard(guard)
             self.health.thresholds = _thresholds(self.settings)
             if self._memories is not None:
                 self._memories.retention = _retention(self.settings)
@@ -461,6 +465,25 @@ class Daemon:
             # The rules in force stay; a reload must never stop the daemon.
             log.error('rules.reload_failed', extra={'error': str(exc)})
         self.notifier.notify('READY=1', self._status_line(self._last_status))
+
+    def _replace_guard(self, previous: config.GuardSettings) -> None:
+        """Put changed guard settings in force (SIGHUP): a new client, its
+        key read now. A key that cannot be read keeps the guard as it was,
+        and says so in the log."""
+        settings = self.settings.conscience.guard
+        try:
+            guard = open_guard(settings, self.environ)
+        except ConfigError as exc:
+            log.error('guard.reload_failed', extra={'error': str(exc)})
+            conscience = replace(self.settings.conscience, guard=previous)
+            self.settings = replace(self.settings, conscience=conscience)
+            return
+        self.conscience.guard = guard
+        self.health.guard = guard
+        log.info(
+            'guard.reloaded',
+            extra={'base_url': settings.base_url or None, 'when': settings.when},
+        )
 
     def stop(self, reason: str = 'stop') -> int:
         """Stop accepting, finish what is in flight, release everything; exit 0."""
