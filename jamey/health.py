@@ -1,9 +1,12 @@
 """Health checks: what the watchdog, ``/health/detailed`` and operators share.
 
 A *critical* check failing means the daemon cannot do its job (the database
-does not answer, the disk is full); the watchdog then stops pinging so systemd
-restarts it, and ``/health/detailed`` answers 503. A *degraded* check is worth
-an operator's look but not a restart.
+does not answer or cannot take a write, the disk is full), and
+``/health/detailed`` answers 503. Where a restart can mend it (a wedged
+database) the watchdog stops pinging so systemd restarts the daemon; where
+the cause is outside (a full disk) it keeps pinging, because a restart
+cannot free space and would only loop while reads still work. A *degraded*
+check is worth an operator's look but not a restart.
 """
 
 import os
@@ -13,6 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import NamedTuple
+
+import apsw
 
 from jamey import __version__
 from jamey.storage import Database
@@ -35,6 +40,8 @@ class Check(NamedTuple):
     status: str
     critical: bool
     detail: dict[str, Any]
+    # The cause is outside the daemon: a restart cannot mend it.
+    external: bool = False
 
 
 class Report(NamedTuple):
@@ -44,6 +51,13 @@ class Report(NamedTuple):
     @property
     def failing(self) -> list[str]:
         return [c.name for c in self.checks if c.status == FAILING]
+
+    @property
+    def wedged(self) -> bool:
+        """A critical check fails that a restart may mend: the watchdog's cue."""
+        return any(
+            c.critical and c.status == FAILING and not c.external for c in self.checks
+        )
 
 
 class Thresholds(NamedTuple):
@@ -116,6 +130,10 @@ class HealthChecks:
         return Report(status, checks)
 
     def _database(self) -> Check:
+        """A read, then the write lock taken and given back as a writer would
+        (within the busy timeout, nothing written): a lock held by another
+        process or a write stuck on a frozen file system fails it, where a
+        read alone would still pass."""
         start = time.perf_counter()
         try:
             row = (
@@ -126,8 +144,18 @@ class HealthChecks:
         except Exception as exc:
             return Check('database', FAILING, True, {'error': type(exc).__name__})
         latency_ms = round((time.perf_counter() - start) * 1000, 3)
-        status = OK if row else FAILING
-        return Check('database', status, True, {'latency_ms': latency_ms})
+        if not row:
+            return Check('database', FAILING, True, {'latency_ms': latency_ms})
+        try:
+            write_ms = round(self.db.probe_write() * 1000, 3)
+        except apsw.FullError:
+            detail = {'latency_ms': latency_ms, 'error': 'no_space'}
+            return Check('database', FAILING, True, detail, external=True)
+        except Exception as exc:
+            detail = {'latency_ms': latency_ms, 'error': type(exc).__name__}
+            return Check('database', FAILING, True, detail)
+        detail = {'latency_ms': latency_ms, 'write_lock_ms': write_ms}
+        return Check('database', OK, True, detail)
 
     def _disk(self) -> Check:
         try:
@@ -137,9 +165,8 @@ class HealthChecks:
             return Check('disk', FAILING, True, {'error': exc.strerror})
         threshold = self.thresholds.min_free_mb * MIB
         status = OK if free >= threshold else FAILING
-        return Check(
-            'disk', status, True, {'free_bytes': free, 'threshold_bytes': threshold}
-        )
+        detail = {'free_bytes': free, 'threshold_bytes': threshold}
+        return Check('disk', status, True, detail, external=True)
 
     def _memory(self) -> Check:
         rss = rss_bytes()

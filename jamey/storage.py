@@ -316,6 +316,20 @@ class Database:
         finally:
             self._write_gate.release()
 
+    def probe_write(self) -> float:
+        """Seconds to take the write lock as a writer would (the gate, then
+        SQLite's lock) and give it back; nothing is written, so probing
+        often costs the disk nothing.
+
+        Raises:
+            apsw.BusyError: the lock stayed taken past the busy timeout
+                (another process holds it, or a write is stuck).
+        """
+        started = time.monotonic()
+        with self.transaction():
+            pass
+        return time.monotonic() - started
+
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the current ``transaction()`` has committed
         (at once outside one)."""

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import apsw
 import pytest
 from conftest import SECURITY_HEADERS
 from conftest import Jameyd
@@ -137,7 +138,11 @@ def _write_config(path: Path, min_free_mb: int, level: str = 'info') -> None:
     )
 
 
-def test_pings_stop_while_a_critical_check_fails(make_jameyd: Any, sdir: Path) -> None:
+def test_a_full_disk_fails_health_but_keeps_the_watchdog(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    """A restart cannot free space: pinging on keeps systemd from a restart
+    loop while reads still work; health says failing all the while."""
     config = sdir / 'jamey.toml'
     _write_config(config, 1)
     daemon = make_jameyd(env={'WATCHDOG_USEC': '600000', 'JAMEY_CONFIG': str(config)})
@@ -147,24 +152,68 @@ def test_pings_stop_while_a_critical_check_fails(make_jameyd: Any, sdir: Path) -
     notify.collect(1.0)
     assert notify.times_of('WATCHDOG'), 'healthy daemons ping'
 
+    mark = len(notify.messages)
     _write_config(config, HUGE_DISK_MB)
     daemon.reload()
-    notify.wait_for('STATUS', 'serving on ' + str(daemon.socket) + '; health failing')
-    since = time.monotonic()
-    notify.collect(1.5)
-    assert notify.times_of('WATCHDOG', since) == [], (
-        'no pings while the disk check fails'
-    )
+    failing = 'serving on ' + str(daemon.socket) + '; health failing'
+    notify.wait_for('STATUS', failing, after=mark)
     status, _, body = daemon.get('/health/detailed')
     assert status == 503
     assert body['status'] == 'failing'
-    assert body['checks']['disk']['status'] == 'failing'
-
-    _write_config(config, 1)
-    daemon.reload()
+    disk = body['checks']['disk']
+    assert (disk['status'], disk['critical'], disk['external']) == (
+        'failing',
+        True,
+        True,
+    )
     since = time.monotonic()
     notify.collect(1.5)
-    assert notify.times_of('WATCHDOG', since), 'pings resume once healthy'
+    assert notify.times_of('WATCHDOG', since), 'pings go on while the disk is full'
+
+    mark = len(notify.messages)
+    _write_config(config, 1)
+    daemon.reload()
+    notify.wait_for(
+        'STATUS', 'serving on ' + str(daemon.socket) + '; health ok', after=mark
+    )
+    assert daemon.get('/health/detailed')[0] == 200
+
+
+def test_pings_stop_while_another_process_holds_the_write_lock(
+    make_jameyd: Any,
+) -> None:
+    """Reads still pass, writes cannot: the write probe sees it, the watchdog
+    stops so systemd restarts a wedged daemon, and all resumes once free."""
+    daemon = make_jameyd(
+        env={'WATCHDOG_USEC': '600000', 'JAMEY_STORAGE_BUSY_TIMEOUT_MS': '100'}
+    ).start()
+    notify = daemon.notify
+    assert notify is not None
+    status, _, body = daemon.get('/health/detailed')
+    assert status == 200
+    database = body['checks']['database']
+    assert database['write_lock_ms'] >= 0 and database['external'] is False
+    serving = 'serving on ' + str(daemon.socket) + '; health '
+    mark = len(notify.messages)
+    holder = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
+    holder.execute('BEGIN EXCLUSIVE')
+    try:
+        notify.wait_for('STATUS', serving + 'failing', after=mark)
+        since = time.monotonic()
+        notify.collect(1.5)
+        assert notify.times_of('WATCHDOG', since) == [], 'no pings while wedged'
+        status, _, body = daemon.get('/health/detailed')
+        assert status == 503
+        database = body['checks']['database']
+        assert (database['status'], database['error']) == ('failing', 'BusyError')
+        mark = len(notify.messages)
+    finally:
+        holder.execute('ROLLBACK')
+        holder.close()
+    notify.wait_for('STATUS', serving + 'ok', after=mark)
+    since = time.monotonic()
+    notify.collect(1.5)
+    assert notify.times_of('WATCHDOG', since), 'pings resume once writes can'
     assert daemon.get('/health/detailed')[0] == 200
 
 
@@ -253,8 +302,6 @@ def test_a_stale_socket_file_is_replaced(make_jameyd: Any) -> None:
 def test_a_failing_migration_refuses_to_start_and_keeps_the_data(
     make_jameyd: Any,
 ) -> None:
-    import apsw
-
     daemon = make_jameyd()
     daemon.state_dir.mkdir(mode=0o700)
     db = apsw.Connection(str(daemon.state_dir / 'jamey.db'))

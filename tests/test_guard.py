@@ -480,6 +480,7 @@ def test_sighup_puts_changed_guard_settings_in_force(
     assert (result['verdict'], result['guard']) == ('allow', None)
     assert len(prompts(model)) == asked
     status, _, shown = daemon.get('/health/detailed')
+    assert status == 200
     assert 'guard' not in shown['checks']
 
 

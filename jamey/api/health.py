@@ -122,6 +122,12 @@ class Detailed:
                                 'enum': ['ok', 'degraded', 'failing'],
                             },
                             'critical': {'type': 'boolean'},
+                            'external': {
+                                'type': 'boolean',
+                                'description': 'The cause is outside the daemon'
+                                ' (a full disk): failing, it does not stop the'
+                                ' watchdog, since a restart cannot mend it',
+                            },
                         },
                     },
                 },
@@ -139,7 +145,12 @@ class Detailed:
             'version': __version__,
             'uptime_s': round(self.health.uptime_s(), 3),
             'checks': {
-                c.name: {'status': c.status, 'critical': c.critical, **c.detail}
+                c.name: {
+                    'status': c.status,
+                    'critical': c.critical,
+                    'external': c.external,
+                    **c.detail,
+                }
                 for c in report.checks
             },
         }

@@ -423,7 +423,7 @@ class Daemon:
 
     def _watchdog_tick(self) -> None:
         report = self.health.run()
-        if report.status != FAILING:
+        if not report.wedged:
             self.notifier.notify('WATCHDOG=1')
         if report.status != self._last_status:
             level = logging.ERROR if report.status == FAILING else logging.INFO
