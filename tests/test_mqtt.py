@@ -16,12 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import apsw
 import jwt
 import pytest
 from certs import write_private_key
 from conftest import Jameyd
 from conftest import request
 from conftest import short_dir
+from conftest import small_disk
 from conftest import strict_json
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -36,6 +38,7 @@ from mqtt_broker import envelope
 from mqtt_broker import token
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from test_faults import fill
 
 from jamey import config
 from jamey import mqtt
@@ -400,6 +403,67 @@ def test_store_then_query_through_mqtt(dev_a: Jameyd, sibling: Sibling) -> None:
     assert every['memories'] == []
     newest = ask(sibling, QUERY, {'q': '', 'limit': 1})
     assert newest['payload']['memories'][0]['id'] == stored['id']
+
+
+def test_a_held_database_answers_storage_busy_and_keeps_nothing(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    daemon = start_jameyd(sdir, broker, JAMEY_STORAGE_BUSY_TIMEOUT_MS='200')
+    online(sibling, 'dev-a')
+    holder = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
+    holder.execute('BEGIN EXCLUSIVE')
+    try:
+        reply = ask(sibling, STORE, {'content': 'held up', 'layer': 'working'})
+    finally:
+        holder.execute('ROLLBACK')
+        holder.close()
+    assert reply['payload']['error'] == 'storage_busy'
+    assert reply['payload']['reason'] == 'locked'
+    assert memory_count(daemon) == 0
+    # Nothing was remembered of it: the same request is applied when retried.
+    kept = ask(sibling, STORE, {'content': 'let through', 'layer': 'working'})
+    assert kept['payload']['content'] == 'let through'
+    _, _, health = daemon.get('/health/detailed')
+    assert health['checks']['mqtt']['refused'] == {'storage_busy/locked': 1}
+
+
+def test_a_full_disk_answers_no_space_and_loses_nothing(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    with small_disk(sdir / 'state', '24m') as state:
+        daemon = start_jameyd(sdir, broker)
+        try:
+            online(sibling, 'dev-a')
+            kept = [
+                ask(sibling, STORE, {'content': f'before {i}', 'layer': 'episodic'})[
+                    'payload'
+                ]['id']
+                for i in range(5)
+            ]
+            filler = fill(state)
+            refused = 0
+            for i in range(30):
+                body = {'content': f'during {i} ' + 'x' * 4000, 'layer': 'episodic'}
+                reply = ask(sibling, STORE, body)['payload']
+                if 'id' in reply:
+                    kept.append(reply['id'])  # a page still had room
+                else:
+                    assert (reply['error'], reply['reason']) == (
+                        'no_space',
+                        'write_failed',
+                    )
+                    refused += 1
+            assert refused > 0
+            filler.unlink()
+            after = ask(sibling, STORE, {'content': 'after', 'layer': 'episodic'})
+            kept.append(after['payload']['id'])
+            for memory_id in kept:
+                assert daemon.get(f'/memories/{memory_id}')[0] == 200
+            assert memory_count(daemon) == len(kept)
+            events = [line.get('event') for line in daemon.log_lines()]
+            assert 'mqtt.request_failed' not in events
+        finally:
+            daemon.stop()
 
 
 def test_a_redelivered_request_is_answered_again_not_applied_twice(

@@ -23,6 +23,7 @@ import threading
 import time
 from typing import Any
 
+import apsw
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.enums import MQTTErrorCode
@@ -42,6 +43,7 @@ from jamey.mqtt.envelope import encode
 from jamey.mqtt.envelope import error_payload
 from jamey.mqtt.envelope import parse_request
 from jamey.mqtt.envelope import refusal
+from jamey.mqtt.envelope import storage_refusal
 from jamey.mqtt.handlers import Handler
 from jamey.mqtt.outbox import Outbox
 from jamey.mqtt.tokens import Verifier
@@ -509,6 +511,15 @@ class Bridge:
             )
         except RefusedError as refused:
             self._refuse(refused, request_id, reply_to, correlation, message.topic)
+        except apsw.Error as exc:
+            failed = storage_refusal(exc)
+            if failed is None:
+                raise
+            # The outbox is in the database that just failed: this reply
+            # goes out at once, and is not kept.
+            self._refuse(
+                failed, request_id, reply_to, correlation, message.topic, keep=False
+            )
 
     def _reply_topic(self, properties: Any) -> str | None:
         value = getattr(properties, 'ResponseTopic', None)
@@ -553,20 +564,30 @@ class Bridge:
         reply_to: str | None,
         correlation: bytes | None,
         topic: str,
+        keep: bool = True,
     ) -> None:
         """Nothing was executed: say why to the requester (or on ``errors``
-        when there is no valid reply topic), and count it."""
+        when there is no valid reply topic), and count it. A reply is kept
+        in the outbox unless ``keep`` is false (the database failed)."""
         self.refused[f'{refused.error}/{refused.reason}'] += 1
         log.warning(
             'mqtt.request_refused',
             extra={'error': refused.error, 'reason': refused.reason, 'topic': topic},
         )
         reply = encode(error_payload(refused), self.client_id, request_id)
-        if reply_to is not None:
+        if reply_to is not None and keep:
             self.outbox.add(reply_to, reply, correlation)
             self._flush()
             return
         with self._publish_lock:
             client = self._client
-        if client is not None:
+        if client is None:
+            return
+        if reply_to is None:
             client.publish(self.topics.errors, reply)
+            return
+        properties = None
+        if correlation is not None:
+            properties = _properties(PacketTypes.PUBLISH)
+            properties.CorrelationData = correlation
+        client.publish(reply_to, reply, qos=1, properties=properties)

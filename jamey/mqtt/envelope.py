@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 from typing import NamedTuple
 
+import apsw
+
 from jamey import validation
 from jamey.clock import iso_utc
 from jamey.errors import InputError
@@ -29,6 +31,30 @@ class Request(NamedTuple):
 def refusal(error: InputError) -> RefusedError:
     """A refused field (of the envelope or a capability's), as a reply says it."""
     return RefusedError('bad_request', error.code, str(error), error.field or None)
+
+
+def storage_refusal(error: apsw.Error) -> RefusedError | None:
+    """SQLite's failures as the API's stable codes (``storage_busy``,
+    ``no_space``, ``storage_damaged``); None for any other failure. The
+    request's transaction rolled back: nothing of it was kept."""
+    if isinstance(error, apsw.BusyError | apsw.LockedError):
+        return RefusedError(
+            'storage_busy', 'locked', 'The database is held by another writer; retry.'
+        )
+    if isinstance(error, apsw.FullError | apsw.IOError):
+        return RefusedError(
+            'no_space',
+            'write_failed',
+            'The database could not be written (the disk is full or failing);'
+            ' nothing of this request was kept.',
+        )
+    if isinstance(error, apsw.CorruptError | apsw.NotADBError):
+        return RefusedError(
+            'storage_damaged',
+            'damaged',
+            'The database is damaged; its operator restores the newest backup.',
+        )
+    return None
 
 
 def parse_request(raw: bytes | bytearray) -> Request:
