@@ -248,11 +248,13 @@ class MemoryStore:
         """
         self._progress = progress
         try:
-            self.index = self._open_index()
-            self.committed = self.applied = self.index.committed_sequence
-            self._drain(commit=True)
-            if self.index.doc_count != self._count():
-                self._rebuild('the index disagrees with the database')
+            self._open()
+        except MemoryIndexError as exc:
+            # A full disk: memories are still taken and journaled, searches
+            # answer index_unavailable, and the worker opens the index once
+            # there is room.
+            if self.index is None:
+                self._write_failed(exc)
         finally:
             self._progress = None
         self._next_retention = self._clock()
@@ -284,6 +286,22 @@ class MemoryStore:
         if stale:
             log.info('memory.index_temporaries_removed', extra={'count': len(stale)})
 
+    def _open(self) -> None:
+        """Open (or rebuild) the index and bring it up to the journal.
+
+        Raises:
+            MemoryIndexError: the index's disk is full; the index on it is
+                left as it is.
+        """
+        self.index = self._open_index()
+        self.committed = self.applied = self.index.committed_sequence
+        self._drain(commit=True)
+        if self.index.doc_count != self._count():
+            self._rebuild('the index disagrees with the database')
+        if self.write_error is not None:
+            log.info('memory.index_recovered', extra={'since': self.failing_since})
+            self.write_error = self.failing_since = None
+
     def _open_index(self) -> MemoryIndex:
         self._remove_stale_temporaries()
         try:
@@ -294,6 +312,8 @@ class MemoryStore:
             del index  # releases the writer's lock before the files go
             log.warning('memory.index_damaged', extra={'files': damaged})
         except MemoryIndexError as exc:
+            if _os_reason(exc, self.index_dir) == os.strerror(errno.ENOSPC):
+                raise  # not damaged: a full disk, whose index is kept
             log.warning('memory.index_unreadable', extra={'error': str(exc)})
         shutil.rmtree(self.index_dir, ignore_errors=True)
         index = MemoryIndex(self.index_dir, self.writer_bytes)
@@ -330,7 +350,8 @@ class MemoryStore:
         )
 
     def _rebuild_locked(self, reason: str) -> None:
-        assert self.index is not None
+        if self.index is None:
+            raise MemoryIndexError(f'the index is not open: {self.write_error}')
         log.warning('memory.index_rebuilt', extra={'reason': reason})
         conn = self.db.connection()
         self.index.clear()
@@ -389,6 +410,7 @@ class MemoryStore:
                     self._wake.wait(self._until_retention())
                     self._idle = False
             try:
+                self._reopen_if_closed()
                 self._drain(commit=False)
                 self._retain_if_due()
             except MemoryIndexError:
@@ -399,7 +421,20 @@ class MemoryStore:
                 log.exception('memory.indexer_failed')
                 time.sleep(1.0)
 
+    def _reopen_if_closed(self) -> None:
+        """Open the index that a full disk kept closed at start."""
+        if self.index is not None:
+            return
+        try:
+            self._open()
+        except MemoryIndexError as exc:
+            if self.index is None:
+                self._write_failed(exc)
+            raise
+
     def _pending(self) -> bool:
+        if self.index is None:
+            return True  # to open
         return self.latest_sequence() > self.applied or self.applied > self.committed
 
     def _until_retention(self) -> float:
@@ -679,8 +714,10 @@ class MemoryStore:
                 for m in self._newest(layer, entity, since_ms, until_ms, limit)
             ]
         validation.text('q', query, MAX_CONTENT_CHARS)
-        assert self.index is not None, 'start() first'
-        hits = self.index.search(
+        index = self.index
+        if index is None:
+            raise MemoryIndexError(f'the index is not open: {self.write_error}')
+        hits = index.search(
             query,
             all_words=match == MATCH_ALL,
             layer=layer,

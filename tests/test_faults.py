@@ -118,6 +118,44 @@ def test_the_index_recovers_after_a_full_disk_and_loses_nothing(
             daemon.stop()
 
 
+def test_an_index_that_cannot_be_created_at_start_opens_once_there_is_room(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    """A full disk under a new index is no damage: the daemon starts, takes
+    memories, says search is unavailable, and indexes them all later."""
+    state = sdir / 'state'
+    state.mkdir(mode=0o700)
+    with small_disk(state / INDEX_DIR, '3m') as index_dir:
+        filler = fill(index_dir)
+        daemon = make_jameyd(env={'JAMEY_MEMORY_COMMIT_INTERVAL_MS': '50'}).start()
+        try:
+            check = index_check(daemon)
+            assert (check['status'], check['error']) == (
+                'degraded',
+                'No space left on device',
+            )
+            kept = [
+                store(daemon, {'content': f'garden note {i}', 'layer': 'episodic'})
+                for i in range(5)
+            ]
+            assert {status for status, _ in kept} == {201}
+            status, problem = search(daemon, q='garden')
+            assert (status, problem['code']) == (503, 'index_unavailable')
+            status, problem = call(daemon, 'POST', '/memories/reindex')
+            assert (status, problem['code']) == (503, 'index_unavailable')
+
+            filler.unlink()
+            wait_until(lambda: index_check(daemon)['status'] == 'ok')
+            status, found = search(daemon, q='garden', consistent='true', limit='100')
+            assert status == 200, found
+            assert {m['id'] for m in found['memories']} == {m['id'] for _, m in kept}
+            events = [line.get('event') for line in daemon.log_lines()]
+            assert 'memory.index_unreadable' not in events
+            assert 'memory.index_recovered' in events
+        finally:
+            daemon.stop()
+
+
 def test_a_database_held_by_another_writer_answers_storage_busy(
     make_jameyd: Any,
 ) -> None:
