@@ -46,6 +46,7 @@ from jamey.audit import AuditLog
 from jamey.cli.client import UnixConnection
 from jamey.conscience import Conscience
 from jamey.errors import ConfigError
+from jamey.memory import INDEX_DIR
 from jamey.memory import MemoryStore
 from jamey.mqtt.connection import TOKEN_LIFETIME_S
 from jamey.mqtt.connection import Backoff
@@ -462,6 +463,35 @@ def test_a_full_disk_answers_no_space_and_loses_nothing(
             assert memory_count(daemon) == len(kept)
             events = [line.get('event') for line in daemon.log_lines()]
             assert 'mqtt.request_failed' not in events
+        finally:
+            daemon.stop()
+
+
+def test_a_query_the_index_cannot_answer_is_refused_as_index_unavailable(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    state = sdir / 'state'
+    state.mkdir(mode=0o700)
+    with small_disk(state / INDEX_DIR, '3m') as index_dir:
+        filler = fill(index_dir)  # no index can be created
+        daemon = start_jameyd(sdir, broker)
+        try:
+            online(sibling, 'dev-a')
+            kept = ask(sibling, STORE, {'content': 'the fox', 'layer': 'episodic'})
+            assert kept['payload']['content'] == 'the fox'
+            reply = ask(sibling, QUERY, {'q': 'fox'})['payload']
+            assert (reply['error'], reply['reason']) == (
+                'index_unavailable',
+                'unavailable',
+            )
+            filler.unlink()
+            found: list[Any] = []
+            for _ in range(50):
+                found = ask(sibling, QUERY, {'q': 'fox'})['payload'].get('memories', [])
+                if found:
+                    break
+                time.sleep(0.1)
+            assert [m['id'] for m in found] == [kept['payload']['id']]
         finally:
             daemon.stop()
 

@@ -36,6 +36,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from jamey import __version__
 from jamey.clock import iso_utc
 from jamey.errors import InputError
+from jamey.errors import MemoryIndexError
 from jamey.errors import RefusedError
 from jamey.mqtt.connection import Backoff
 from jamey.mqtt.connection import Login
@@ -511,6 +512,14 @@ class Bridge:
             )
         except RefusedError as refused:
             self._refuse(refused, request_id, reply_to, correlation, message.topic)
+        except MemoryIndexError:
+            unavailable = RefusedError(
+                'index_unavailable',
+                'unavailable',
+                'The memory index cannot answer now (its health check,'
+                ' memory_index, says why); memories are kept. Try again later.',
+            )
+            self._refuse(unavailable, request_id, reply_to, correlation, message.topic)
         except apsw.Error as exc:
             failed = storage_refusal(exc)
             if failed is None:
