@@ -122,6 +122,7 @@ def test_a_broken_database_fails_health(
     assert result.json['checks']['database'] == {
         'status': 'failing',
         'critical': True,
+        'external': False,
         'error': 'StorageError',
     }
 

@@ -17,6 +17,8 @@ def test_status_and_health(jameyd: Jameyd) -> None:
     assert result.returncode == 0
     assert result.stdout.splitlines()[0] == 'ok'
     assert 'database   ok        (critical) latency_ms=' in result.stdout
+    assert 'disk       ok        (critical, external) free_bytes=' in result.stdout
+    assert 'external=' not in result.stdout
 
 
 def test_json_output(jameyd: Jameyd) -> None:

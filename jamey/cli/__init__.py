@@ -108,9 +108,13 @@ def _health_text(doc: dict[str, Any], path: Path) -> str:
     lines = [f'{doc["status"]}']
     for name, check in doc['checks'].items():
         facts = ', '.join(
-            f'{k}={v}' for k, v in check.items() if k not in ('status', 'critical')
+            f'{k}={v}'
+            for k, v in check.items()
+            if k not in ('status', 'critical', 'external')
         )
-        mark = ' (critical)' if check['critical'] else ''
+        # .get: an older jameyd says nothing of external.
+        marks = [m for m in ('critical', 'external') if check.get(m)]
+        mark = f' ({", ".join(marks)})' if marks else ''
         lines.append(f'  {name:10} {check["status"]:9}{mark} {facts}'.rstrip())
     return '\n'.join(lines)
 
