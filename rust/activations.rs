@@ -2,11 +2,11 @@
 //! values at a time in pulp's operations: GELU (`x · Φ(x)` with the exact
 //! normal distribution, BERT's `gelu`) and the attention's softmax.
 //!
-//! A call of the C library's `erf` or `exp` per value cost a sixth of the
-//! encoder's time. Here `exp` comes from a polynomial after range
-//! reduction, and `1 + erf(x/√2)` from Abramowitz and Stegun's formula
-//! 7.1.26 for the complementary error function (a rational term times
-//! `exp(-z²)`, absolute error at most 1.5e-7).
+//! The C library's `erf` and `exp` take one value per call; here `exp`
+//! comes from a polynomial after range reduction, and `1 + erf(x/√2)` from
+//! Abramowitz and Stegun's formula 7.1.26 for the complementary error
+//! function (a rational term times `exp(-z²)`, absolute error at most
+//! 1.5e-7).
 
 use pulp::{bytemuck, Arch, Simd, WithSimd};
 
