@@ -114,7 +114,7 @@ def _from_index(
     raise Problem(
         503,
         'index_unavailable',
-        'The memory index cannot take changes now (its health check,'
+        'The memory index cannot be used now (its health check,'
         ' memory_index, says why); memories are kept, and indexed once it'
         ' can. Try again later.',
         headers={'Retry-After': '10'},
