@@ -248,13 +248,12 @@ class MemoryStore:
         """
         self._progress = progress
         try:
-            self._open()
-        except MemoryIndexError as exc:
-            # A full disk: memories are still taken and journaled, searches
-            # answer index_unavailable, and the worker opens the index once
-            # there is room.
-            if self.index is None:
-                self._write_failed(exc)
+            self._reopen_if_closed()
+        except MemoryIndexError:
+            # A full disk (recorded): memories are still taken and
+            # journaled, searches answer index_unavailable, and the worker
+            # opens the index once there is room.
+            pass
         finally:
             self._progress = None
         self._next_retention = self._clock()
@@ -422,7 +421,8 @@ class MemoryStore:
                 time.sleep(1.0)
 
     def _reopen_if_closed(self) -> None:
-        """Open the index that a full disk kept closed at start."""
+        """Open the index if it is not open (at start, and after a full disk
+        kept it closed there); a failure is recorded for health and raised."""
         if self.index is not None:
             return
         try:

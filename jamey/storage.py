@@ -48,6 +48,24 @@ class Migration(NamedTuple):
     sql: str
 
 
+STORAGE_BUSY = 'storage_busy'
+NO_SPACE = 'no_space'
+STORAGE_DAMAGED = 'storage_damaged'
+
+
+def failure_code(error: apsw.Error) -> str | None:
+    """The stable code of a SQLite failure that every adapter reports alike
+    (``storage_busy``, ``no_space``, ``storage_damaged``); None for any
+    other. A full disk is an I/O error to SQLite as often as a full one."""
+    if isinstance(error, apsw.BusyError | apsw.LockedError):
+        return STORAGE_BUSY
+    if isinstance(error, apsw.FullError | apsw.IOError):
+        return NO_SPACE
+    if isinstance(error, apsw.CorruptError | apsw.NotADBError):
+        return STORAGE_DAMAGED
+    return None
+
+
 def bundled_migrations() -> list[Migration]:
     """The migrations shipped in ``jamey/migrations``, checked to be 1..N."""
     found = []

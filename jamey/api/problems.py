@@ -13,6 +13,7 @@ import apsw
 import falcon
 
 from jamey import logs
+from jamey import storage
 from jamey.errors import ConflictError
 from jamey.errors import InputError
 from jamey.errors import MemoryIndexError
@@ -126,7 +127,8 @@ def _from_storage(
 ) -> None:
     """SQLite's failures as stable problems, each logged under its own
     event: the request changed nothing (its transaction rolled back)."""
-    if isinstance(error, apsw.BusyError | apsw.LockedError):
+    code = storage.failure_code(error)
+    if code == storage.STORAGE_BUSY:
         log.warning('storage.busy', extra={'route': req.uri_template})
         raise Problem(
             503,
@@ -134,8 +136,7 @@ def _from_storage(
             'The database is held by another writer; try again.',
             headers={'Retry-After': '1'},
         )
-    if isinstance(error, apsw.FullError | apsw.IOError):
-        # A full disk is an I/O error to SQLite as often as a full one.
+    if code == storage.NO_SPACE:
         log.error(
             'storage.write_failed',
             extra={'route': req.uri_template, 'error': type(error).__name__},
@@ -146,7 +147,7 @@ def _from_storage(
             'The database could not be written (the disk is full or failing);'
             ' nothing of this request was kept.',
         )
-    if isinstance(error, apsw.CorruptError | apsw.NotADBError):
+    if code == storage.STORAGE_DAMAGED:
         log.error('storage.damaged', extra={'route': req.uri_template})
         raise Problem(
             500,

@@ -82,6 +82,15 @@ def _properties(packet_type: int) -> Properties:
     return Properties(packet_type)  # type: ignore[no-untyped-call]
 
 
+def _reply_properties(correlation: bytes | None) -> Properties | None:
+    """A reply's PUBLISH properties: the request's correlation data, if any."""
+    if correlation is None:
+        return None
+    properties = _properties(PacketTypes.PUBLISH)
+    properties.CorrelationData = correlation
+    return properties
+
+
 def _authorization(properties: Any) -> str | None:
     values = [
         v for k, v in getattr(properties, 'UserProperty', []) if k == 'authorization'
@@ -449,12 +458,11 @@ class Bridge:
                 if not rows:
                     return
                 for row in rows:
-                    properties = None
-                    if row.correlation is not None:
-                        properties = _properties(PacketTypes.PUBLISH)
-                        properties.CorrelationData = row.correlation
                     info = client.publish(
-                        row.topic, row.payload, qos=1, properties=properties
+                        row.topic,
+                        row.payload,
+                        qos=1,
+                        properties=_reply_properties(row.correlation),
                     )
                     if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                         return  # gone; the next connection sends it again
@@ -595,8 +603,6 @@ class Bridge:
         if reply_to is None:
             client.publish(self.topics.errors, reply)
             return
-        properties = None
-        if correlation is not None:
-            properties = _properties(PacketTypes.PUBLISH)
-            properties.CorrelationData = correlation
-        client.publish(reply_to, reply, qos=1, properties=properties)
+        client.publish(
+            reply_to, reply, qos=1, properties=_reply_properties(correlation)
+        )

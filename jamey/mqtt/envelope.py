@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import apsw
 
+from jamey import storage
 from jamey import validation
 from jamey.clock import iso_utc
 from jamey.errors import InputError
@@ -33,28 +34,29 @@ def refusal(error: InputError) -> RefusedError:
     return RefusedError('bad_request', error.code, str(error), error.field or None)
 
 
+# What a requester is told of each storage failure (``storage.failure_code``).
+_STORAGE_REFUSALS = {
+    storage.STORAGE_BUSY: ('locked', 'The database is held by another writer; retry.'),
+    storage.NO_SPACE: (
+        'write_failed',
+        'The database could not be written (the disk is full or failing);'
+        ' nothing of this request was kept.',
+    ),
+    storage.STORAGE_DAMAGED: (
+        'damaged',
+        'The database is damaged; its operator restores the newest backup.',
+    ),
+}
+
+
 def storage_refusal(error: apsw.Error) -> RefusedError | None:
-    """SQLite's failures as the API's stable codes (``storage_busy``,
-    ``no_space``, ``storage_damaged``); None for any other failure. The
-    request's transaction rolled back: nothing of it was kept."""
-    if isinstance(error, apsw.BusyError | apsw.LockedError):
-        return RefusedError(
-            'storage_busy', 'locked', 'The database is held by another writer; retry.'
-        )
-    if isinstance(error, apsw.FullError | apsw.IOError):
-        return RefusedError(
-            'no_space',
-            'write_failed',
-            'The database could not be written (the disk is full or failing);'
-            ' nothing of this request was kept.',
-        )
-    if isinstance(error, apsw.CorruptError | apsw.NotADBError):
-        return RefusedError(
-            'storage_damaged',
-            'damaged',
-            'The database is damaged; its operator restores the newest backup.',
-        )
-    return None
+    """SQLite's failures as the API's stable codes; None for any other
+    failure. The request's transaction rolled back: nothing of it was kept."""
+    code = storage.failure_code(error)
+    if code is None:
+        return None
+    reason, message = _STORAGE_REFUSALS[code]
+    return RefusedError(code, reason, message)
 
 
 def parse_request(raw: bytes | bytearray) -> Request:
