@@ -115,6 +115,14 @@ class StorageSettings:
         minimum=0.1,
         maximum=3600.0,
     )
+    full_check_interval_hours: float = setting(
+        24.0,
+        "Hours between full checks of the database (SQLite's integrity_check"
+        " and every row's checksum, on a thread of their own); 0 runs them"
+        ' only when asked (POST /storage/check, jameyctl storage check)',
+        minimum=0.0,
+        maximum=8760.0,
+    )
 
 
 @dataclass(frozen=True, repr=False)

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 import apsw
 
+from jamey import checksums
 from jamey import validation
 from jamey._core import Scorer
 from jamey.clock import iso_utc
@@ -149,8 +150,9 @@ def _checked_fields(body: dict[str, Any]) -> dict[str, Any]:
 
 
 _SELECT = (
-    'SELECT name, description, weight, violations, affirmations, examples,'
-    ' counterexamples, enabled, created_at, updated_at FROM rules'
+    'SELECT name, description, weight, violations, affirmations, examples,'  # noqa: S608 - constants only
+    ' counterexamples, enabled, created_at, updated_at,'
+    f' {checksums.damaged_key("rules")} FROM rules'
 )
 _LISTS = ('violations', 'affirmations', 'examples', 'counterexamples')
 _BUMP = (
@@ -345,7 +347,7 @@ class Conscience:
         conn = self.db.connection()
         with conn:  # one snapshot for both reads
             version = self.version()
-            rows = conn.execute(f'{_SELECT} ORDER BY name').fetchall()
+            rows = self.db.read_rows('rules', f'{_SELECT} ORDER BY name')
         return version, [_rule_from_row(row) for row in rows]
 
     def version(self) -> int:
@@ -353,11 +355,7 @@ class Conscience:
         return int(self.db.connection().execute(_VERSION).get)
 
     def rule(self, name: str) -> Rule:
-        row = (
-            self.db.connection()
-            .execute(f'{_SELECT} WHERE name = ?', (name,))
-            .fetchall()
-        )
+        row = self.db.read_rows('rules', f'{_SELECT} WHERE name = ?', (name,))
         if not row:
             raise NotFoundError('rule_not_found', f'No rule is named {name!r}.')
         return _rule_from_row(row[0])

@@ -40,6 +40,11 @@ class StorageDamagedError(StorageError):
     """SQLite's own check of the database found damage; jameyd will not use it."""
 
 
+class RowDamagedError(StorageDamagedError):
+    """A row fails its checksum (``jamey.checksums``): what it holds is not
+    what was stored, and is not served."""
+
+
 class MigrationError(StorageError):
     """A schema migration failed; the database stays at its previous version."""
 

@@ -24,6 +24,7 @@ from jamey.storage import Database
 
 if TYPE_CHECKING:
     from jamey.guard import Guard
+    from jamey.integrity import IntegrityCheck
     from jamey.memory import MemoryStore
     from jamey.model import ModelBackend
     from jamey.mqtt import Bridge
@@ -90,8 +91,10 @@ class HealthChecks:
         llm: 'ModelBackend | None' = None,
         guard: 'Guard | None' = None,
         model_missing: str | None = None,
+        integrity: 'IntegrityCheck | None' = None,
     ) -> None:
         self.db = db
+        self.integrity = integrity
         self.memories = memories
         self.vault = vault
         self.backup_interval_s = backup_interval_s
@@ -108,7 +111,13 @@ class HealthChecks:
         return self._clock() - self.started
 
     def run(self) -> Report:
-        checks = [self._database(), self._disk(), self._memory(), self._versions()]
+        checks = [
+            self._database(),
+            self._integrity(),
+            self._disk(),
+            self._memory(),
+            self._versions(),
+        ]
         if self.memories is not None:
             checks.append(self._memory_index(self.memories))
         if self.vault is not None and self.backup_interval_s > 0:
@@ -156,6 +165,24 @@ class HealthChecks:
             return Check('database', FAILING, True, detail)
         detail = {'latency_ms': latency_ms, 'write_lock_ms': write_ms}
         return Check('database', OK, True, detail)
+
+    def _integrity(self) -> Check:
+        """Damage found by the last full check, or by a read since (a row
+        that failed its checksum): critical, but external, since a restart
+        cannot mend what only a restore or a deletion can."""
+        detail: dict[str, Any] = {'damaged_rows': sorted(self.db.damaged)[:10]}
+        last = None if self.integrity is None else self.integrity.last
+        if last is not None:
+            detail['last_check'] = last.started_at
+            if last.problems:
+                detail['problems'] = last.problems[:3]
+        damaged = bool(self.db.damaged) or (last is not None and bool(last.problems))
+        if damaged:
+            detail['remedy'] = (
+                'delete the damaged rows, or restore the newest backup'
+                ' (jameyctl vault restore)'
+            )
+        return Check('integrity', FAILING if damaged else OK, True, detail, True)
 
     def _disk(self) -> Check:
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from typing import NamedTuple
 
+from jamey import checksums
 from jamey import heap
 from jamey import validation
 from jamey._core import MemoryIndex
@@ -55,6 +56,7 @@ FIELDS = ('content', 'layer', 'entity', 'metadata')
 log = logging.getLogger('jamey.memory')
 
 _COLUMNS = 'id, layer, content, entity, created_ms, created_at, metadata'
+_READ = f'SELECT {_COLUMNS}, {checksums.damaged_key("memories")} FROM memories'  # noqa: S608
 
 
 class Memory(NamedTuple):
@@ -638,18 +640,19 @@ class MemoryStore:
         for entity, ids in by_entity.items():
             self._on_entity(entity, ids)
 
+    def _read(self, where: str, params: tuple[Any, ...]) -> list[Memory]:
+        """The memories ``where`` (and what follows it) selects, each
+        checked against its checksum (RowDamagedError)."""
+        return [
+            _memory(r)
+            for r in self.db.read_rows('memories', f'{_READ} {where}', params)
+        ]
+
     def get(self, memory_id: str) -> Memory:
-        rows = (
-            self.db.connection()
-            .execute(
-                f'SELECT {_COLUMNS} FROM memories WHERE id = ?',  # noqa: S608
-                (check_id(memory_id),),
-            )
-            .fetchall()
-        )
-        if not rows:
+        found = self._read('WHERE id = ?', (check_id(memory_id),))
+        if not found:
             raise NotFoundError('memory_not_found', 'No memory has that id.')
-        return _memory(rows[0])
+        return found[0]
 
     def delete(self, memory_id: str) -> int:
         """Forget one memory; returns its journal sequence."""
@@ -775,17 +778,12 @@ class MemoryStore:
         where = 'layer = ? AND entity IS ? AND json_extract(metadata, ?) IS ?'
         params = (memory.layer, memory.entity, f'$.{GROUP_KEY}', group)
         at = (memory.created_ms, memory.id)
-        conn = self.db.connection()
         earlier, later = (
-            [
-                _memory(r)
-                for r in conn.execute(
-                    f'SELECT {_COLUMNS} FROM memories WHERE {where}'  # noqa: S608
-                    f' AND (created_ms, id) {side} (?, ?)'
-                    f' ORDER BY created_ms {order}, id {order} LIMIT ?',
-                    (*params, *at, n),
-                )
-            ]
+            self._read(
+                f'WHERE {where} AND (created_ms, id) {side} (?, ?)'
+                f' ORDER BY created_ms {order}, id {order} LIMIT ?',
+                (*params, *at, n),
+            )
             for side, order in (('<', 'DESC'), ('>', 'ASC'))
         )
         return earlier[::-1], later
@@ -810,41 +808,25 @@ class MemoryStore:
         if until is not None:
             where.append('created_ms <= ?')
             params.append(until)
-        sql = f'SELECT {_COLUMNS} FROM memories'  # noqa: S608 - constants only
-        if where:
-            sql += ' WHERE ' + ' AND '.join(where)
-        sql += ' ORDER BY created_ms DESC, id LIMIT ?'
-        rows = self.db.connection().execute(sql, (*params, limit)).fetchall()
-        return [_memory(r) for r in rows]
+        sql = f'WHERE {" AND ".join(where)}' if where else ''
+        return self._read(
+            f'{sql} ORDER BY created_ms DESC, id LIMIT ?', (*params, limit)
+        )
 
     def tagged(self, layer: str, key: str, value: str, limit: int) -> list[Memory]:
         """The newest memories of ``layer`` whose metadata has ``key`` set to
         ``value``: a chat session is its working memories, tagged with it."""
-        rows = (
-            self.db.connection()
-            .execute(
-                f'SELECT {_COLUMNS} FROM memories'  # noqa: S608 - constants only
-                ' WHERE layer = ? AND json_extract(metadata, ?) = ?'
-                ' ORDER BY created_ms DESC, id DESC LIMIT ?',
-                (layer, f'$.{key}', value, limit),
-            )
-            .fetchall()
+        return self._read(
+            'WHERE layer = ? AND json_extract(metadata, ?) = ?'
+            ' ORDER BY created_ms DESC, id DESC LIMIT ?',
+            (layer, f'$.{key}', value, limit),
         )
-        return [_memory(r) for r in rows]
 
     def _by_ids(self, ids: list[str]) -> dict[str, Memory]:
         if not ids:
             return {}
         marks = ', '.join('?' * len(ids))
-        rows = (
-            self.db.connection()
-            .execute(
-                f'SELECT {_COLUMNS} FROM memories WHERE id IN ({marks})',  # noqa: S608
-                ids,
-            )
-            .fetchall()
-        )
-        return {str(r[0]): _memory(r) for r in rows}
+        return {m.id: m for m in self._read(f'WHERE id IN ({marks})', tuple(ids))}
 
     def _count(self) -> int:
         return int(self.db.connection().execute('SELECT count(*) FROM memories').get)

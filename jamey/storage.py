@@ -17,11 +17,14 @@ import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from typing import NamedTuple
 
 import apsw
 
+from jamey import checksums
 from jamey.errors import MigrationError
+from jamey.errors import RowDamagedError
 from jamey.errors import StateLockedError
 from jamey.errors import StorageDamagedError
 from jamey.errors import StorageError
@@ -53,10 +56,13 @@ NO_SPACE = 'no_space'
 STORAGE_DAMAGED = 'storage_damaged'
 
 
-def failure_code(error: apsw.Error) -> str | None:
-    """The stable code of a SQLite failure that every adapter reports alike
+def failure_code(error: apsw.Error | StorageDamagedError) -> str | None:
+    """The stable code of a storage failure that every adapter reports alike
     (``storage_busy``, ``no_space``, ``storage_damaged``); None for any
-    other. A full disk is an I/O error to SQLite as often as a full one."""
+    other. A full disk is an I/O error to SQLite as often as a full one; a
+    row that fails its checksum is damage like a page SQLite cannot read."""
+    if isinstance(error, StorageDamagedError):
+        return STORAGE_DAMAGED
     if isinstance(error, apsw.BusyError | apsw.LockedError):
         return STORAGE_BUSY
     if isinstance(error, apsw.FullError | apsw.IOError):
@@ -178,6 +184,9 @@ class Database:
         self._wal_pages = 0
         self._checkpoint_at = CHECKPOINT_PAGES
         self._write_gate = threading.Lock()
+        # Rows that failed their checksum since the start (or the last full
+        # check), named: health reports them until a full check finds none.
+        self.damaged: set[str] = set()
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         os.fchmod(fd, 0o600)
         os.close(fd)
@@ -205,6 +214,7 @@ class Database:
                 conn.execute('PRAGMA journal_mode = WAL')
                 conn.execute(f'PRAGMA synchronous = {self._synchronous.upper()}')
                 conn.execute('PRAGMA foreign_keys = ON')
+                checksums.register(conn)
             except apsw.Error as exc:
                 raise StorageError(f'cannot open database {self.path}: {exc}') from exc
             if self._checkpointer is not None:
@@ -347,6 +357,35 @@ class Database:
         with self.transaction():
             pass
         return time.monotonic() - started
+
+    def read_rows(
+        self, table: str, sql: str, params: tuple[Any, ...] = ()
+    ) -> list[tuple[Any, ...]]:
+        """The rows of ``table`` that ``sql`` selects, on the calling
+        thread's connection (inside its transaction, if one is open).
+        ``sql`` selects ``checksums.damaged_key(table)`` last; the rows come
+        back without it.
+
+        Raises:
+            RowDamagedError: a row failed its checksum, or holds text that
+                is no longer UTF-8; it is noted for health and logged.
+        """
+        try:
+            rows = self.connection().execute(sql, params).fetchall()
+        except UnicodeDecodeError:
+            raise self._damage(checksums.name(table, None)) from None
+        for row in rows:
+            if row[-1] is not None:
+                raise self._damage(checksums.name(table, row[-1]))
+        return [row[:-1] for row in rows]
+
+    def _damage(self, row: str) -> RowDamagedError:
+        log.error('storage.row_damaged', extra={'row': row})
+        self.damaged.add(row)
+        return RowDamagedError(
+            f'{row} is damaged (it fails its checksum) and is not served:'
+            ' delete it, or restore the newest backup (jameyctl vault restore)'
+        )
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` when the current ``transaction()`` has committed

@@ -87,7 +87,7 @@ def test_detailed_health(client: falcon.testing.TestClient) -> None:
     body = client.simulate_get('/health/detailed').json
     assert body['status'] == 'ok'
     assert body['version'] == __version__
-    assert set(body['checks']) == {'database', 'disk', 'memory', 'version'}
+    assert set(body['checks']) == {'database', 'integrity', 'disk', 'memory', 'version'}
     assert body['checks']['database']['critical'] is True
     assert body['checks']['memory']['critical'] is False
     assert body['checks']['memory']['rss_bytes'] > 1_000_000

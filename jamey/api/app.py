@@ -44,6 +44,7 @@ from jamey.api.soul import Decay
 from jamey.api.soul import Entities
 from jamey.api.soul import EntityEmotions
 from jamey.api.soul import EntityItem
+from jamey.api.storage import StorageCheck
 from jamey.api.tokens import TokenItem
 from jamey.api.tokens import Tokens
 from jamey.api.vault import Backups
@@ -52,6 +53,7 @@ from jamey.audit import AuditLog
 from jamey.chat import Chat
 from jamey.conscience import Conscience
 from jamey.health import HealthChecks
+from jamey.integrity import IntegrityCheck
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
 from jamey.vault import Vault
@@ -74,13 +76,15 @@ class Parts(NamedTuple):
     gauges: tuple[Gauge, ...] = ()
     vault: Vault | None = None
     chat: Chat | None = None
+    integrity: IntegrityCheck | None = None
 
 
 def routes(parts: Parts, metrics: CollectorRegistry) -> dict[str, Route]:
     """The route table: each path (but the document), its resource, its scope.
 
     Reads need ``read`` unless a route says otherwise, changes ``write``;
-    liveness is open to anyone; access, backups and reindexing need ``admin``.
+    liveness is open to anyone; access, backups, reindexing and the full
+    database check need ``admin``.
     """
     p = parts
     table = {
@@ -108,6 +112,8 @@ def routes(parts: Parts, metrics: CollectorRegistry) -> dict[str, Route]:
             Backups(p.vault, p.health.db.path), floor=_ADMIN
         )
         table['/vault/backups/{id}/verify'] = Route(BackupVerify(p.vault), floor=_ADMIN)
+    if p.integrity is not None:
+        table['/storage/check'] = Route(StorageCheck(p.integrity), floor=_ADMIN)
     if p.chat is not None:
         table['/chat'] = Route(ChatResource(p.chat))
         table['/chat/sessions/{session}'] = Route(ChatSession(p.chat))

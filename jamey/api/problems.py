@@ -18,6 +18,8 @@ from jamey.errors import ConflictError
 from jamey.errors import InputError
 from jamey.errors import MemoryIndexError
 from jamey.errors import NotFoundError
+from jamey.errors import RowDamagedError
+from jamey.errors import StorageDamagedError
 
 PROBLEM_JSON = 'application/problem+json'
 log = logging.getLogger('jamey.api')
@@ -123,7 +125,10 @@ def _from_index(
 
 
 def _from_storage(
-    req: falcon.Request, resp: falcon.Response, error: apsw.Error, params: Any
+    req: falcon.Request,
+    resp: falcon.Response,
+    error: apsw.Error | StorageDamagedError,
+    params: Any,
 ) -> None:
     """SQLite's failures as stable problems, each logged under its own
     event: the request changed nothing (its transaction rolled back)."""
@@ -149,10 +154,13 @@ def _from_storage(
         )
     if code == storage.STORAGE_DAMAGED:
         log.error('storage.damaged', extra={'route': req.uri_template})
+        # A row's own damage names the row (and the remedy).
+        what = str(error) if isinstance(error, RowDamagedError) else ''
         raise Problem(
             500,
             'storage_damaged',
-            'The database is damaged. Restore the newest backup'
+            what
+            or 'The database is damaged. Restore the newest backup'
             ' (jameyctl vault restore) after stopping jamey.',
         )
     unexpected(req, resp, error, params)
@@ -187,3 +195,4 @@ def install(app: falcon.App[falcon.Request, falcon.Response]) -> None:
     app.add_error_handler(ConflictError, _from_conflict)
     app.add_error_handler(MemoryIndexError, _from_index)
     app.add_error_handler(apsw.Error, _from_storage)
+    app.add_error_handler(StorageDamagedError, _from_storage)

@@ -27,6 +27,7 @@ from jamey.cli import chat
 from jamey.cli import conscience
 from jamey.cli import memory
 from jamey.cli import soul
+from jamey.cli import storage
 from jamey.cli import token
 from jamey.cli import vault
 from jamey.cli.client import Client
@@ -211,6 +212,7 @@ def _parser() -> argparse.ArgumentParser:
     soul.register(commands)
     token.register(commands)
     vault.register(commands)
+    storage.register(commands)
     chat.register(commands)
     _json_after_commands(parser)
     return parser

@@ -45,6 +45,7 @@ from jamey.guard import open_guard
 from jamey.health import FAILING
 from jamey.health import HealthChecks
 from jamey.health import Thresholds
+from jamey.integrity import IntegrityCheck
 from jamey.meaning import ExampleEmbeddings
 from jamey.memory import INDEX_DIR
 from jamey.memory import LAYERS
@@ -209,6 +210,7 @@ class Daemon:
         self._tls: TlsListener | None = None
         self._vault: Vault | None = None
         self._mqtt: Bridge | None = None
+        self._integrity: IntegrityCheck | None = None
         self._next_start_report = 0.0
 
     def start(self) -> None:
@@ -263,6 +265,10 @@ class Daemon:
         self._soul = soul
         soul.start()
         backup_interval_s = self._schedule_backups(self._vault, self._db.path)
+        self._integrity = IntegrityCheck(
+            self._db, storage.full_check_interval_hours * 3600
+        )
+        self._integrity.start()
         self._audit = AuditLog(self._db, self.settings.auth.audit_max_entries)
         if self.settings.mqtt.enabled:
             # paho and the JWT code load only on devices with a broker.
@@ -290,6 +296,7 @@ class Daemon:
             llm=llm,
             guard=guard,
             model_missing=model_missing,
+            integrity=self._integrity,
         )
         api = self.settings.api
         self._tokens = TokenStore(self._db)
@@ -316,6 +323,7 @@ class Daemon:
                     llm,
                     _chat_settings(self.settings),
                 ),
+                integrity=self._integrity,
             )
         )
         self._listener = UnixListener(
@@ -561,6 +569,9 @@ class Daemon:
         if self._soul is not None:
             self._soul.stop()
             self._soul = None
+        if self._integrity is not None:
+            self._integrity.stop()  # a check under way is interrupted
+            self._integrity = None
         if self._memories is not None:
             self._memories.stop()  # applies and commits what is journaled
             self._memories = None

@@ -38,6 +38,7 @@ from jamey.clock import iso_utc
 from jamey.errors import InputError
 from jamey.errors import MemoryIndexError
 from jamey.errors import RefusedError
+from jamey.errors import StorageDamagedError
 from jamey.mqtt.connection import Backoff
 from jamey.mqtt.connection import Login
 from jamey.mqtt.envelope import encode
@@ -528,7 +529,7 @@ class Bridge:
                 ' memory_index, says why); memories are kept. Try again later.',
             )
             self._refuse(unavailable, request_id, reply_to, correlation, message.topic)
-        except apsw.Error as exc:
+        except (apsw.Error, StorageDamagedError) as exc:
             failed = storage_refusal(exc)
             if failed is None:
                 raise

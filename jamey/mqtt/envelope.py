@@ -18,6 +18,7 @@ from jamey import validation
 from jamey.clock import iso_utc
 from jamey.errors import InputError
 from jamey.errors import RefusedError
+from jamey.errors import StorageDamagedError
 
 MAX_MESSAGE_BYTES = 128 * 1024
 MAX_ID_CHARS = 128
@@ -49,7 +50,7 @@ _STORAGE_REFUSALS = {
 }
 
 
-def storage_refusal(error: apsw.Error) -> RefusedError | None:
+def storage_refusal(error: apsw.Error | StorageDamagedError) -> RefusedError | None:
     """SQLite's failures as the API's stable codes; None for any other
     failure. The request's transaction rolled back: nothing of it was kept."""
     code = storage.failure_code(error)

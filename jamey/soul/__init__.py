@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 from typing import NamedTuple
 
+from jamey import checksums
 from jamey import validation
 from jamey.clock import iso_utc
 from jamey.errors import InputError
@@ -42,6 +43,9 @@ _COLUMNS = (
     'name, trust, decay_rate, decayed_ms, created_at, last_interaction_ms,'
     ' interaction_count'
 )
+_READ = f'SELECT {_COLUMNS}, {checksums.damaged_key("entities")} FROM entities'  # noqa: S608
+_SOUND_ENTITY = f'{checksums.damaged_key("entities")} IS NULL'
+_EMOTIONS_DAMAGED = checksums.damaged_key('emotions')
 
 
 class SoulSettings(NamedTuple):
@@ -190,10 +194,7 @@ class Soul:
         return entity
 
     def _read(self, conn: Any, name: str) -> Entity | None:
-        rows = conn.execute(
-            f'SELECT {_COLUMNS} FROM entities WHERE name = ?',  # noqa: S608
-            (name,),
-        ).fetchall()
+        rows = self.db.read_rows('entities', f'{_READ} WHERE name = ?', (name,))
         return self._entities(conn, rows)[0] if rows else None
 
     def _entities(self, conn: Any, rows: list[tuple[Any, ...]]) -> list[Entity]:
@@ -208,8 +209,10 @@ class Soul:
             ).fetchall()
         )
         felt: dict[str, dict[Emotion, float]] = {}
-        for entity, emotion, intensity in conn.execute(
-            'SELECT entity, emotion, intensity FROM emotions WHERE id IN'
+        for entity, emotion, intensity in self.db.read_rows(
+            'emotions',
+            f'SELECT entity, emotion, intensity, {_EMOTIONS_DAMAGED}'  # noqa: S608 - constants only
+            ' FROM emotions WHERE id IN'
             ' (SELECT max(id) FROM emotions WHERE entity IN'
             ' (SELECT value FROM json_each(?)) GROUP BY entity, emotion)',
             (names,),
@@ -233,11 +236,12 @@ class Soul:
             )
         return entities
 
-    @staticmethod
-    def _current(conn: Any, name: str) -> dict[Emotion, float]:
+    def _current(self, name: str) -> dict[Emotion, float]:
         """The latest intensity of each emotion recorded for ``name``."""
-        rows = conn.execute(
-            'SELECT emotion, intensity FROM emotions WHERE id IN'
+        rows = self.db.read_rows(
+            'emotions',
+            f'SELECT emotion, intensity, {_EMOTIONS_DAMAGED} FROM emotions'  # noqa: S608 - constants only
+            ' WHERE id IN'
             ' (SELECT max(id) FROM emotions WHERE entity = ? GROUP BY emotion)',
             (name,),
         )
@@ -245,17 +249,15 @@ class Soul:
 
     def trust_of(self, name: str) -> float | None:
         """Trust now, or None for an unknown entity."""
-        return self._trust_now(self.db.connection(), name, self._now_ms())
+        return self._trust_now(name, self._now_ms())
 
-    @staticmethod
-    def _trust_now(conn: Any, name: str, now_ms: int) -> float | None:
-        rows = conn.execute(
-            'SELECT trust, decay_rate, decayed_ms FROM entities WHERE name = ?',
-            (name,),
-        ).fetchall()
+    def _trust_now(self, name: str, now_ms: int) -> float | None:
+        """The whole row is read, so that its checksum is checked before
+        anything is computed (and written) from it."""
+        rows = self.db.read_rows('entities', f'{_READ} WHERE name = ?', (name,))
         if not rows:
             return None
-        trust, rate, decayed_ms = rows[0]
+        _, trust, rate, decayed_ms = rows[0][:4]
         return _trust_at(trust, rate, decayed_ms, now_ms)
 
     def page(
@@ -280,13 +282,10 @@ class Soul:
             'name': 'name',
         }[sort]
         direction = 'DESC' if descending else 'ASC'
-        sql = (
-            f'SELECT {_COLUMNS} FROM entities'  # noqa: S608 - constants only
-            f' ORDER BY {key} {direction}, name LIMIT ? OFFSET ?'
-        )
+        sql = f'{_READ} ORDER BY {key} {direction}, name LIMIT ? OFFSET ?'
         params = (self._now_ms(),) * (sort == 'trust') + (limit, offset)
         with self.db.transaction(write=False) as conn:
-            rows = conn.execute(sql, params).fetchall()
+            rows = self.db.read_rows('entities', sql, params)
             total = int(conn.execute('SELECT count(*) FROM entities').get)
             return self._entities(conn, rows), total
 
@@ -322,17 +321,20 @@ class Soul:
         validation.reject_unknown(body, ('trust',))
         validation.require_fields(body, ('trust',))
         trust = check_unit('trust', body['trust'])
+        now_ms = self._now_ms()
         with self.db.transaction() as conn:
-            updated = conn.execute(
-                'UPDATE entities SET trust = ?, decayed_ms = ? WHERE name = ?'
-                ' RETURNING name',
-                (trust, self._now_ms(), name),
-            ).fetchall()
-            if not updated:
+            # Read (and so checked) first: a damaged row is not rewritten.
+            created = self._trust_now(name, now_ms) is None
+            if created:
                 self._create(conn, name, trust)
+            else:
+                conn.execute(
+                    'UPDATE entities SET trust = ?, decayed_ms = ? WHERE name = ?',
+                    (trust, now_ms, name),
+                )
             entity = self._read(conn, name)
         assert entity is not None
-        return entity, not updated
+        return entity, created
 
     def record(
         self,
@@ -383,9 +385,9 @@ class Soul:
             ' GROUP BY emotion)',
             (name, self.settings.max_emotions),
         )
-        trust_now = self._trust_now(conn, name, now_ms)
+        trust_now = self._trust_now(name, now_ms)
         assert trust_now is not None, 'the entity exists in this transaction'
-        empathy = model.empathy(self._current(conn, name))
+        empathy = model.empathy(self._current(name))
         conn.execute(
             'UPDATE entities SET trust = ?, decay_rate = ?, decayed_ms = ?,'
             ' last_interaction_ms = ?, interaction_count = interaction_count + 1'
@@ -478,8 +480,10 @@ class Soul:
         pruned: list[str] = []
         with self.db.transaction() as conn:
             decayed = conn.execute(
+                # A damaged row is left as it is, for the check to report:
+                # decaying it would give its damage a new checksum.
                 f'UPDATE entities SET trust = {_TRUST_NOW}, decayed_ms = ?'  # noqa: S608
-                ' RETURNING name',
+                f' WHERE {_SOUND_ENTITY} RETURNING name',
                 (now_ms, now_ms),
             ).fetchall()
             if self.settings.prune:

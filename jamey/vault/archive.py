@@ -35,6 +35,7 @@ from typing import NamedTuple
 import apsw
 
 from jamey import __version__
+from jamey import checksums
 from jamey.errors import PayloadError
 from jamey.errors import SnapshotCorruptError
 from jamey.vault.format import ChunkFile
@@ -705,7 +706,8 @@ def _match(manifest: dict[str, Any], seen: dict[str, tuple[int, str]]) -> None:
 
 
 def check_database(path: Path) -> int:
-    """``PRAGMA integrity_check`` on a snapshot; its schema version.
+    """``PRAGMA integrity_check`` and every row's checksum
+    (``jamey.checksums``) on a snapshot; its schema version.
 
     Raises:
         SnapshotCorruptError: SQLite cannot open it or finds it damaged.
@@ -732,11 +734,15 @@ def check_snapshot_in_backup(chunks: ChunkFile) -> int:
 
 
 def _integrity(connect: Callable[[], apsw.Connection]) -> int:
+    damaged: list[str] = []
     try:
         conn = connect()
         try:
             result = [row[0] for row in conn.execute('PRAGMA integrity_check')]
             version = int(conn.execute('PRAGMA user_version').get)
+            if result == ['ok']:
+                checksums.register(conn)
+                damaged = checksums.damaged_rows(conn, 3)
         finally:
             conn.close()
     except apsw.Error as exc:
@@ -746,5 +752,9 @@ def _integrity(connect: Callable[[], apsw.Connection]) -> int:
     if result != ['ok']:
         raise SnapshotCorruptError(
             f'the snapshot fails its integrity check: {result[:3]}'
+        )
+    if damaged:
+        raise SnapshotCorruptError(
+            f'rows of the snapshot fail their checksums: {", ".join(damaged)}'
         )
     return version
