@@ -10,7 +10,9 @@ transaction batching and ``synchronous=FULL``:
 - fts5: an FTS5 table through apsw, ranked by bm25;
 - tantivy-py: the tantivy package from PyPI with an equivalent schema;
 and, for the ingest, jamey's two halves alone: its rows and journal in
-SQLite (nothing indexed), and its Rust index fed directly.
+SQLite (nothing indexed), and its Rust index fed directly; for single
+stores, jamey without its row checksums (the triggers dropped), which says
+what they cost a store.
 """
 
 import argparse
@@ -87,13 +89,22 @@ def p99(samples: list[float]) -> float:
 class Jamey:
     name = 'jamey'
 
-    def __init__(self, root: Path, commit_interval_s: float = 1.0) -> None:
-        self.db = storage.Database(root / f'jamey-{commit_interval_s}.db')
+    def __init__(
+        self, root: Path, commit_interval_s: float = 1.0, checksums: bool = True
+    ) -> None:
+        name = f'{commit_interval_s}{"" if checksums else "-unchecked"}'
+        self.db = storage.Database(root / f'jamey-{name}.db')
         self.db.checkpoint_in_background()  # as jameyd runs it
         self.db.migrate()
+        if not checksums:
+            # The peer that measures what the row checksums cost a store.
+            self.db.connection().execute(
+                'DROP TRIGGER memories_checksum_on_insert;'
+                ' DROP TRIGGER memories_checksum_on_update'
+            )
         self.store = MemoryStore(
             self.db,
-            root / f'index-{commit_interval_s}',
+            root / f'index-{name}',
             commit_interval_s=commit_interval_s,
         )
         self.store.start()
@@ -295,22 +306,36 @@ def bench_single(root: Path, documents: list[str], warm_up: int) -> None:
         f' (after {warm_up} untimed)'
     )
     jamey = Jamey(root, commit_interval_s=0.25)
+    unchecked = Jamey(root, commit_interval_s=0.25, checksums=False)
     fts5 = Fts5(root / 'single')
-    jamey.single(documents[:warm_up])
-    fts5.single(documents[:warm_up])
+    for peer in (jamey, unchecked, fts5):
+        peer.single(documents[:warm_up])
     ours = len(documents) / timed(lambda: jamey.single(documents))
     started = time.perf_counter()
     jamey.store.wait_indexed(jamey.store.latest_sequence(), 60)
     searchable_ms = (time.perf_counter() - started) * 1000
     theirs = len(documents) / timed(lambda: fts5.single(documents))
-    jamey.close()
-    fts5.close()
+    # With and without the checksum triggers, in alternating rounds: the
+    # machine's speed drifts more than the difference.
+    rounds = [documents[i::4] for i in range(4)]
+    seconds = {'checked': 0.0, 'unchecked': 0.0}
+    for part in rounds:
+        seconds['checked'] += timed(lambda part=part: jamey.single(part))
+        seconds['unchecked'] += timed(lambda part=part: unchecked.single(part))
+    for peer in (jamey, unchecked, fts5):
+        peer.close()
     print(
         f'  jamey       {ours:10,.0f} docs/s  (all searchable {searchable_ms:.0f} ms'
         ' after the last acknowledgement)'
     )
     print(f'  fts5        {theirs:10,.0f} docs/s')
     print(f'  jamey / fts5 {ours / theirs:.2f}x (target >= 1.0x)')
+    cost = seconds['checked'] / seconds['unchecked'] - 1
+    print(
+        f'  row checksums: {len(documents) / seconds["checked"]:,.0f} against'
+        f' {len(documents) / seconds["unchecked"]:,.0f} docs/s without them,'
+        f' {cost * 100:+.1f} % a store (target <= 5 %)'
+    )
 
 
 def bench_search(peers: list, wanted: list[str], scale: int) -> None:

@@ -8,7 +8,8 @@ Every figure is printed beside the peer measured in the same run:
 - GET /health over the Unix socket with 1, 4 and 16 keep-alive clients,
   against a bare Falcon app under waitress (bench/bare_health.py);
 - the start-up check of the database: ready with it against without it at
-  100 MB, and the check alone at 100 MB and 1 GB.
+  100 MB, and the check alone at 100 MB and 1 GB; the full check
+  (``jamey.integrity``: integrity_check and every row's checksum) there too.
 """
 
 import argparse
@@ -28,6 +29,7 @@ import load
 
 from jamey import storage
 from jamey.ids import new_ids
+from jamey.integrity import IntegrityCheck
 
 BENCH = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -147,6 +149,12 @@ def bench_check(sizes_mb: list[int], runs: int) -> None:
                     f'  {size:5} MB  {name:15} alone'
                     f' {(time.perf_counter() - started) * 1000:8.1f} ms'
                 )
+            finding = IntegrityCheck(db, 0).run()
+            assert finding.sound, finding
+            print(
+                f'  {size:5} MB  full check      (integrity_check and every'
+                f" row's checksum, jamey.integrity) {finding.seconds * 1000:8.1f} ms"
+            )
             db.close()
             if size > 200:
                 continue  # a first start there indexes for minutes

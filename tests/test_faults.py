@@ -11,6 +11,7 @@ import apsw
 import pytest
 from conftest import Jameyd
 from conftest import request
+from conftest import run_cli
 from conftest import small_disk
 from test_memory_api import search
 from test_memory_api import store
@@ -287,3 +288,96 @@ def test_the_start_check_can_be_turned_off(make_jameyd: Any) -> None:
         line for line in checked.log_lines() if line.get('event') == 'storage.checked'
     ]
     assert found[0]['check'] == 'full'
+
+
+def flip_bit(path: Path, text: bytes) -> None:
+    """Flip the lowest bit of the first byte of ``text`` in a file, where
+    SQLite keeps a row's value: the page stays sound to SQLite. Every copy
+    is flipped (a page freed by an earlier write may hold one)."""
+    data = bytearray(path.read_bytes())
+    at = data.find(text)
+    assert at >= 0
+    while at >= 0:
+        data[at] ^= 1
+        at = data.find(text, at + 1)
+    path.write_bytes(bytes(data))
+
+
+def test_a_flipped_bit_in_a_memory_is_refused_found_and_mended(
+    make_jameyd: Any, sdir: Path
+) -> None:
+    env = {'WATCHDOG_USEC': '600000', 'JAMEY_MEMORY_COMMIT_INTERVAL_MS': '50'}
+    daemon = make_jameyd(env=env).start()
+    kept = [
+        store(daemon, {'content': f'orchard row {i} apples', 'layer': 'episodic'})[1]
+        for i in range(20)
+    ]
+    status, victim = store(
+        daemon,
+        {
+            'content': 'Alice keeps the spare key under the blue pot',
+            'layer': 'semantic',
+        },
+    )
+    assert status == 201
+    daemon.stop()
+    assert daemon.wait() == 0
+    flip_bit(daemon.state_dir / 'jamey.db', b'under the blue pot')
+
+    daemon = make_jameyd(env=env).start()  # quick_check sees sound pages
+    notify = daemon.notify
+    assert notify is not None
+    status, _, problem = daemon.get(f'/memories/{victim["id"]}')
+    assert (status, problem['code']) == (500, 'storage_damaged')
+    assert f'memories/{victim["id"]} is damaged' in problem['detail']
+    status, found = search(daemon, q='spare key blue pot', consistent='true')
+    assert (status, found['code']) == (500, 'storage_damaged')
+    for memory in kept:
+        assert daemon.get(f'/memories/{memory["id"]}')[0] == 200
+    status, found = search(daemon, q='orchard apples', limit='50')
+    assert status == 200 and len(found['memories']) == 20
+
+    status, health = call(daemon, 'GET', '/health/detailed')
+    assert status == 503
+    integrity = health['checks']['integrity']
+    assert integrity['status'] == 'failing'
+    assert integrity['critical'] and integrity['external']
+    assert integrity['damaged_rows'] == [f'memories/{victim["id"]}']
+    since = time.monotonic()
+    notify.collect(1.5)
+    assert notify.times_of('WATCHDOG', since), 'a restart cannot mend it: pings go on'
+
+    # The full check finds it too, through jameyctl as an operator runs it.
+    socket_env = {'JAMEY_SOCKET': str(daemon.socket)}
+    checked = run_cli('storage', 'check', env=socket_env)
+    assert checked.returncode == 1, checked
+    assert f'damaged row: memories/{victim["id"]}' in checked.stdout
+    assert 'jameyctl vault restore' in checked.stdout
+    status, state = call(daemon, 'GET', '/storage/check')
+    assert status == 200 and state['running'] is False
+    assert state['last']['damaged_rows'] == [f'memories/{victim["id"]}']
+    assert state['last']['problems'] == []
+
+    # Deleting the damaged memory mends it: the next check clears health.
+    assert call(daemon, 'DELETE', f'/memories/{victim["id"]}')[0] == 204
+    checked = run_cli('storage', 'check', '--json', env=socket_env)
+    assert checked.returncode == 0, checked
+    assert json.loads(checked.stdout)['last']['status'] == 'ok'
+    status, health = call(daemon, 'GET', '/health/detailed')
+    assert status == 200, health
+    assert health['checks']['integrity']['damaged_rows'] == []
+    events = {line.get('event') for line in daemon.log_lines()}
+    assert {'storage.row_damaged', 'storage.full_check_damaged'} <= events
+    assert 'http.unhandled' not in events
+
+
+def test_a_flipped_bit_in_a_rule_stops_the_start_with_65(make_jameyd: Any) -> None:
+    daemon = make_jameyd().start()
+    daemon.stop()
+    assert daemon.wait() == 0
+    flip_bit(daemon.state_dir / 'jamey.db', b'Be honest and truthful')
+    daemon = make_jameyd().start(wait_ready=False)
+    assert daemon.wait() == 65
+    text = daemon.log_text()
+    assert 'rules/truth is damaged' in text
+    assert 'daemon.crashed' not in text
