@@ -244,6 +244,7 @@ def test_authorisation_matrix_over_tls(site: Site) -> None:
         '/vault/backups/{id}/verify',
         '/tokens',
         '/audit',
+        '/storage/check',
         '/chat',
         '/chat/sessions/{session}',
     } <= set(document['paths'])

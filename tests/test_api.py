@@ -4,6 +4,7 @@ import json
 import logging
 import math
 import re
+import time
 from pathlib import Path
 
 import falcon.testing
@@ -26,6 +27,7 @@ from jamey.health import Check
 from jamey.health import HealthChecks
 from jamey.health import Report
 from jamey.health import Thresholds
+from jamey.integrity import IntegrityCheck
 from jamey.memory import MemoryStore
 from jamey.soul import Soul
 
@@ -302,3 +304,39 @@ def test_audit_pages_and_bad_queries(client: falcon.testing.TestClient) -> None:
         ({'verdict': 'deny'}, 'unknown_field'),
     ):
         assert_problem(client.simulate_get('/audit', params=params), 422, code)
+
+
+def test_reindex_answers_only_post(client: falcon.testing.TestClient) -> None:
+    assert client.simulate_get('/memories/reindex').status_code == 405
+
+
+def test_the_full_check_is_asked_for_then_reported(health: HealthChecks) -> None:
+    integrity = IntegrityCheck(health.db, 0)
+    integrity.start()
+    try:
+        parts = make_parts(health)._replace(integrity=integrity)
+        client = falcon.testing.TestClient(create_app(parts))
+        idle = client.simulate_get('/storage/check')
+        assert idle.json == {'running': False, 'interval_s': 0, 'last': None}
+        asked = client.simulate_post('/storage/check')
+        assert asked.status_code == 202
+        assert asked.json['running'] is True
+        deadline = time.monotonic() + 30
+        while (state := client.simulate_get('/storage/check').json)['running']:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        last = state['last']
+        assert (last['status'], last['problems'], last['damaged_rows']) == (
+            'ok',
+            [],
+            [],
+        )
+        assert last['seconds'] >= 0
+        assert_problem(
+            client.simulate_get('/storage/check', params={'full': '1'}),
+            422,
+            'unknown_field',
+        )
+        assert client.simulate_delete('/storage/check').status_code == 405
+    finally:
+        integrity.stop()

@@ -10,6 +10,8 @@ from conftest import Jameyd
 from conftest import request
 from conftest import run_cli
 
+from jamey import checksums
+
 JSON = {'Content-Type': 'application/json'}
 
 
@@ -300,10 +302,12 @@ def test_jameyctl_evaluate_without_a_daemon(sdir: Path) -> None:
 
 
 def _set_truth_violations(daemon: Jameyd, violations: str) -> None:
-    """Change a rule behind the daemon's back, as an operator's sqlite3 would."""
+    """Change a rule behind the daemon's back, as a tool with the checksum
+    function would (sqlite3 alone is refused by the checksum triggers)."""
     import apsw
 
     db = apsw.Connection(str(daemon.state_dir / 'jamey.db'))
+    checksums.register(db)
     with db:
         db.execute(
             "UPDATE rules SET violations = ? WHERE name = 'truth'", (violations,)

@@ -275,8 +275,9 @@ class MemoryStats:
         resp.media = self.store.stats()
 
 
-class MemoryReindex(MemoryStats):
-    """``POST /memories/reindex``: rebuild the index, answer the new figures."""
+class MemoryReindex:
+    """``POST /memories/reindex``: rebuild the index, answer the new figures.
+    Only POST: a GET here would answer what its document does not say."""
 
     spec: ClassVar[dict[str, Any]] = {
         'post': {
@@ -288,6 +289,11 @@ class MemoryReindex(MemoryStats):
         }
     }
 
+    schemas: ClassVar[dict[str, Any]] = SCHEMAS
+
+    def __init__(self, store: MemoryStore) -> None:
+        self.store = store
+
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.store.reindex()
-        self.on_get(req, resp)
+        resp.media = self.store.stats()
