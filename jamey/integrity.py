@@ -105,12 +105,10 @@ class IntegrityCheck:
     def _loop(self) -> None:
         while True:
             with self._wake:
-                deadline = time.monotonic() + self.interval_s
-                while not (self._asked or self._stopping):
-                    left = deadline - time.monotonic()
-                    if self.interval_s > 0 and left <= 0:
-                        break
-                    self._wake.wait(left if self.interval_s > 0 else None)
+                # Asked for, or the interval is up (with none, only asked).
+                self._wake.wait_for(
+                    lambda: self._asked or self._stopping, self.interval_s or None
+                )
                 if self._stopping:
                     return
                 self._asked = False

@@ -1,6 +1,7 @@
 """Row checksums and the full check, against a real SQLite file."""
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,18 @@ def test_a_snapshot_older_than_checksums_is_still_checked(tmp_path: Path) -> Non
     old.migrate(bundled_migrations()[:8])
     old.close()
     assert archive.check_database(tmp_path / 'old.db') == 8
+
+
+def test_the_full_check_runs_on_its_schedule(db: Database) -> None:
+    db.migrate()
+    check = IntegrityCheck(db, 0.05)
+    check.start()
+    try:
+        deadline = time.monotonic() + 30
+        while check.last is None:
+            assert time.monotonic() < deadline, 'no scheduled check ran'
+            time.sleep(0.02)
+        assert check.last.sound
+    finally:
+        check.stop()
+    assert check.state()['running'] is False

@@ -366,6 +366,8 @@ def test_a_flipped_bit_in_a_memory_is_refused_found_and_mended(
     status, health = call(daemon, 'GET', '/health/detailed')
     assert status == 200, health
     assert health['checks']['integrity']['damaged_rows'] == []
+    status, found = search(daemon, q='orchard apples', limit='50')
+    assert {m['id'] for m in found['memories']} == {m['id'] for m in kept}
     events = {line.get('event') for line in daemon.log_lines()}
     assert {'storage.row_damaged', 'storage.full_check_damaged'} <= events
     assert 'http.unhandled' not in events

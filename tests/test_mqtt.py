@@ -39,6 +39,7 @@ from mqtt_broker import token
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from test_faults import fill
+from test_faults import flip_bit
 
 from jamey import config
 from jamey import mqtt
@@ -465,6 +466,24 @@ def test_a_full_disk_answers_no_space_and_loses_nothing(
             assert 'mqtt.request_failed' not in events
         finally:
             daemon.stop()
+
+
+def test_a_damaged_memory_is_refused_as_storage_damaged(
+    broker: Broker, sibling: Sibling, sdir: Path
+) -> None:
+    daemon = start_jameyd(sdir, broker, JAMEY_MEMORY_COMMIT_INTERVAL_MS='50')
+    online(sibling, 'dev-a')
+    body = {'content': 'the gate code is four two seven', 'layer': 'semantic'}
+    kept = ask(sibling, STORE, body)['payload']
+    daemon.stop()
+    flip_bit(daemon.state_dir / 'jamey.db', b'gate code is four')
+    daemon = start_jameyd(sdir, broker, JAMEY_MEMORY_COMMIT_INTERVAL_MS='50')
+    reply = ask(sibling, QUERY, {'q': 'gate code'})['payload']
+    assert (reply['error'], reply['reason']) == ('storage_damaged', 'damaged')
+    assert daemon.get(f'/memories/{kept["id"]}')[0] == 500
+    events = [line.get('event') for line in daemon.log_lines()]
+    assert 'storage.row_damaged' in events
+    assert 'mqtt.request_failed' not in events
 
 
 def test_a_query_the_index_cannot_answer_is_refused_as_index_unavailable(
