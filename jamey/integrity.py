@@ -21,6 +21,7 @@ import apsw
 from jamey import checksums
 from jamey.clock import iso_utc
 from jamey.errors import StorageError
+from jamey.storage import PROGRESS_STEPS
 from jamey.storage import Database
 
 log = logging.getLogger('jamey.integrity')
@@ -135,7 +136,7 @@ class IntegrityCheck:
         started = time.monotonic()
         started_at = iso_utc(self._clock())
         conn = self.db.connection()
-        conn.set_progress_handler(lambda: self._stopping, 10_000)
+        conn.set_progress_handler(lambda: self._stopping, PROGRESS_STEPS)
         try:
             with self.db.transaction(write=False):
                 problems = [

@@ -40,6 +40,9 @@ CHECKPOINT_PAGES = 1000
 WAL_RESTART_PAGES = CHECKPOINT_PAGES
 RESTART_WAIT_MS = 20
 LOCK_NAME = 'jamey.lock'
+# SQLite steps between the calls that let a long check be stopped: each call
+# takes the GIL, so they are rare enough not to slow the Python beside it.
+PROGRESS_STEPS = 100_000
 # The package is always installed as files (wheel or editable), never zipped.
 MIGRATIONS_DIR = Path(__file__).parent / 'migrations'
 _MIGRATION_NAME = re.compile(r'^(\d{4})_([a-z0-9_]+)\.sql$')
@@ -157,6 +160,67 @@ class StateLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class StartCheck:
+    """SQLite's own check of a database file (``quick_check``, or with
+    ``full`` the ``integrity_check`` that also compares every index with its
+    table), within ``budget_s``, on a thread and a connection of its own.
+
+    jameyd begins it as soon as its settings are known, so that it runs
+    while the daemon's modules are imported (SQLite reads without the GIL),
+    and waits for it before anything reads the database. A file that does
+    not exist yet (a first start), or that cannot be opened, is left to the
+    start, which creates it or says why it cannot.
+    """
+
+    def __init__(self, path: Path, full: bool, budget_s: float) -> None:
+        self.path = path
+        self._full = full
+        self._budget_s = budget_s
+        self._found: list[str] | None = None  # None: stopped at the budget
+        self._seconds = 0.0
+        self._thread = threading.Thread(
+            target=self._run, name='jamey-start-check', daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        started = time.monotonic()
+        deadline = started + self._budget_s
+        pragma = 'integrity_check' if self._full else 'quick_check'
+        try:
+            conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READWRITE)
+        except apsw.CantOpenError:
+            self._found = ['ok']
+            return
+        try:
+            conn.set_progress_handler(
+                lambda: time.monotonic() > deadline, PROGRESS_STEPS
+            )
+            self._found = [str(row[0]) for row in conn.execute(f'PRAGMA {pragma}(20)')]
+        except apsw.InterruptError:
+            self._found = None
+        except apsw.Error as exc:
+            self._found = [str(exc)]
+        finally:
+            conn.close()
+            self._seconds = time.monotonic() - started
+
+    def wait(self) -> tuple[bool, float]:
+        """Whether the check finished within its budget, and its seconds.
+
+        Raises:
+            StorageDamagedError: the check found damage; the first problems
+                it names, and the remedy.
+        """
+        self._thread.join()
+        if self._found is not None and self._found != ['ok']:
+            raise StorageDamagedError(
+                f'database {self.path} is damaged ({"; ".join(self._found[:3])});'
+                ' restore the newest backup: jameyctl vault restore ID --yes'
+            )
+        return self._found is not None, self._seconds
 
 
 class Database:
@@ -398,35 +462,6 @@ class Database:
 
     def version(self) -> int:
         return int(self.connection().execute('PRAGMA user_version').get)
-
-    def check(self, full: bool, budget_s: float) -> bool:
-        """SQLite's own check of the whole file (``quick_check``, or with
-        ``full`` the ``integrity_check`` that also compares every index with
-        its table); True when it finished within ``budget_s``, False when it
-        was stopped there.
-
-        Raises:
-            StorageDamagedError: the check found damage; the first problems
-                it names, and the remedy.
-        """
-        conn = self.connection()
-        deadline = time.monotonic() + budget_s
-        conn.set_progress_handler(lambda: time.monotonic() > deadline, 10_000)
-        pragma = 'integrity_check' if full else 'quick_check'
-        try:
-            found = [str(row[0]) for row in conn.execute(f'PRAGMA {pragma}(20)')]
-        except apsw.InterruptError:
-            return False
-        except apsw.Error as exc:
-            found = [str(exc)]
-        finally:
-            conn.set_progress_handler(None)
-        if found != ['ok']:
-            raise StorageDamagedError(
-                f'database {self.path} is damaged ({"; ".join(found[:3])});'
-                ' restore the newest backup: jameyctl vault restore ID --yes'
-            )
-        return True
 
     def migrate(self, migrations: list[Migration] | None = None) -> tuple[int, int]:
         """Bring the schema up to date; return (version before, version after).

@@ -226,10 +226,17 @@ def test_the_check_stops_at_its_budget(tmp_path: Path) -> None:
     db = storage.Database(tmp_path / 'jamey.db')
     db.migrate()
     with db.transaction() as conn:
-        for i in range(2000):
+        # Enough pages that the check is asked to stop before it ends.
+        for i in range(20_000):
             conn.execute(
-                'INSERT INTO meta (key, value) VALUES (?, ?)', (f'k{i}', 'v' * 200)
+                'INSERT INTO meta (key, value) VALUES (?, ?)', (f'k{i}', 'v' * 400)
             )
-    assert db.check(full=True, budget_s=60)
-    assert not db.check(full=False, budget_s=1e-9)
     db.close()
+    assert storage.StartCheck(db.path, full=True, budget_s=60).wait()[0]
+    assert not storage.StartCheck(db.path, full=False, budget_s=1e-9).wait()[0]
+
+
+def test_the_check_leaves_a_missing_file_to_the_start(tmp_path: Path) -> None:
+    finished, _ = storage.StartCheck(tmp_path / 'new.db', False, 10).wait()
+    assert finished
+    assert not (tmp_path / 'new.db').exists()

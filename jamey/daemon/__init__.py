@@ -21,6 +21,8 @@ from jamey.errors import ConfigError
 from jamey.errors import EncoderError
 from jamey.errors import StateLockedError
 from jamey.errors import StorageError
+from jamey.storage import DATABASE_NAME
+from jamey.storage import StartCheck
 
 EX_OK = 0
 EX_DATAERR = 65
@@ -80,10 +82,22 @@ def main(argv: list[str] | None = None) -> int:
         journal_stream=environ.get('JOURNAL_STREAM'),
     )
 
+    storage = settings.storage
+    # Begun before the daemon's modules import, which it overlaps.
+    check = (
+        None
+        if storage.start_check == 'off'
+        else StartCheck(
+            storage.state_dir / DATABASE_NAME,
+            storage.start_check == 'full',
+            storage.start_check_budget_s,
+        )
+    )
+
     from jamey.daemon.lifecycle import Daemon  # noqa: PLC0415 - after config is sane
     from jamey.daemon.listener import ListenerError  # noqa: PLC0415
 
-    daemon = Daemon(settings, config_file, environ)
+    daemon = Daemon(settings, config_file, environ, start_check=check)
     try:
         daemon.start()
         return daemon.run()

@@ -56,6 +56,7 @@ from jamey.soul import Soul
 from jamey.soul import SoulSettings
 from jamey.storage import DATABASE_NAME
 from jamey.storage import Database
+from jamey.storage import StartCheck
 from jamey.storage import StateLock
 from jamey.storage import private_directory
 from jamey.vault import Vault
@@ -193,8 +194,10 @@ class Daemon:
         config_file: Path | None,
         environ: Mapping[str, str],
         clock: Callable[[], float] = time.monotonic,
+        start_check: StartCheck | None = None,
     ) -> None:
         self.settings = settings
+        self._start_check = start_check
         self.config_file = config_file
         self.environ = environ
         self.notifier = Notifier(environ)
@@ -228,7 +231,7 @@ class Daemon:
         self._db = Database(
             state_dir / DATABASE_NAME, storage.synchronous, storage.busy_timeout_ms
         )
-        if storage.start_check != 'off':
+        if self._start_check is not None:
             self._check_database(storage)
         self._db.checkpoint_in_background()
         before, after = self._db.migrate()
@@ -397,20 +400,16 @@ class Daemon:
                 next_ping = self._clock() + self.watchdog_s / 2
 
     def _check_database(self, storage: config.StorageSettings) -> None:
-        """SQLite's check before anything reads the database: a damaged one
-        stops the start (StorageDamagedError, exit 65) instead of serving
-        rows that are not what was stored."""
+        """SQLite's check, begun by ``jameyd``, awaited before anything
+        reads the database: a damaged one stops the start
+        (StorageDamagedError, exit 65) instead of serving rows that are not
+        what was stored."""
         assert self._db is not None
-        started = time.monotonic()
-        finished = self._db.check(
-            storage.start_check == 'full', storage.start_check_budget_s
-        )
+        assert self._start_check is not None
+        finished, seconds = self._start_check.wait()
         log.info(
             'storage.checked' if finished else 'storage.check_unfinished',
-            extra={
-                'check': storage.start_check,
-                'seconds': round(time.monotonic() - started, 3),
-            },
+            extra={'check': storage.start_check, 'seconds': round(seconds, 3)},
         )
 
     def _still_starting(self, indexed: int) -> None:
